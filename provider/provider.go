@@ -80,6 +80,9 @@ type Task struct {
 	StartDate  time.Time  `json:"startDate"`
 	DoneDate   *time.Time `json:"doneDate,omitempty"`
 	LastUpdate *time.Time `json:"lastUpdate,omitempty"`
+	// QueryID is the provider's id of the request that read this state
+	// (OVH: X-Ovh-QueryID), quoted in errors because support asks for it.
+	QueryID string `json:"queryId,omitempty"`
 }
 
 // Finished reports whether the task reached a terminal status.
