@@ -1,0 +1,2 @@
+// Package sim is an OVH API v1 simulator.
+package sim
