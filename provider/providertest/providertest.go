@@ -1,11 +1,14 @@
 package providertest
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/takeover-dev/takeover/provider"
 )
@@ -211,7 +214,11 @@ func (s suite) updateServer(t *testing.T) {
 	w := s.h.New(t)
 	p, ctx := w.Provider, t.Context()
 	rescue := s.rescueBoot(t, p)
-	key := "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDgZ8cQ7ivGqXn9d0y5xZ7b2bFdpN7nG4QmK3FzW9ZB1 takeover-test"
+	pub, err := ssh.NewPublicKey(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)).Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub)))
 	monitoring := false
 	u := provider.ServerUpdate{BootID: &rescue.ID, RescueSSHKey: &key, Monitoring: &monitoring}
 	for i := range 2 {
