@@ -435,6 +435,14 @@ func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 			hint := "valid keys here: " + strings.Join(names, ", ")
 			if s := suggest(name, names); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
+				// The intended key is most likely absent because of this
+				// typo: do not also report it as missing.
+				if !hasKey(n, s) {
+					d.markBad(joinPath(path, s))
+				}
+			}
+			if v.Type() == reflect.TypeFor[SSH]() && (name == "port" || name == "host") {
+				hint = "write address: host:port"
 			}
 			d.errAt(k, fmt.Sprintf("%sunknown key %q", prefix(path), name), hint)
 			continue
@@ -443,6 +451,15 @@ func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 		d.keys[child] = k
 		d.decodeValue(child, val, v.Field(idx))
 	}
+}
+
+func hasKey(m *yaml.Node, name string) bool {
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Kind == yaml.ScalarNode && m.Content[i].Value == name {
+			return true
+		}
+	}
+	return false
 }
 
 func prefix(path string) string {
