@@ -141,7 +141,7 @@ func (s *Store) scanTail(f *os.File, path, run string) (count, validEnd, size in
 	if size == 0 {
 		return 0, 0, 0, nil
 	}
-	for n := int64(64 << 10); ; n *= 2 {
+	for n := int64(4 << 10); ; n *= 2 {
 		start := max(0, size-n)
 		buf := make([]byte, size-start)
 		if _, err := f.ReadAt(buf, start); err != nil {
