@@ -134,7 +134,9 @@ type methodKey struct{}
 // investigated by observing, never resent.
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
-		return false, ctx.Err()
+		// Stop; the caller sees the context error (returning it here
+		// would make net/http log "RoundTripper returned a response & error").
+		return false, nil
 	}
 	method, _ := ctx.Value(methodKey{}).(string)
 	if method == "" && resp != nil && resp.Request != nil {

@@ -133,7 +133,7 @@ type hijackRecorder struct {
 	code int
 }
 
-func (r *hijackRecorder) WriteHeader(code int) { r.code = code; r.ResponseWriter.WriteHeader(code) }
+func (r *hijackRecorder) WriteHeader(code int)        { r.code = code; r.ResponseWriter.WriteHeader(code) }
 func (r *hijackRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func harness(edit func(*sim.Config, *ovh.Config), setup func(*world), check func(*testing.T, *world)) providertest.Harness {
@@ -168,7 +168,9 @@ func TestConformance(t *testing.T) {
 func TestConformanceGetFaults(t *testing.T) {
 	var faulted atomic.Int64
 	providertest.Run(t, harness(nil,
-		func(w *world) { w.sim.AddFault(sim.Fault{Method: "GET", Status: http.StatusServiceUnavailable, Rate: 0.3}) },
+		func(w *world) {
+			w.sim.AddFault(sim.Fault{Method: "GET", Status: http.StatusServiceUnavailable, Rate: 0.3})
+		},
 		func(t *testing.T, w *world) { faulted.Add(int64(w.status("GET 503"))) }))
 	if faulted.Load() == 0 {
 		t.Errorf("no GET was answered 503: the fault did not bite")
@@ -465,5 +467,58 @@ func BenchmarkServerRoundTrip(b *testing.B) {
 		if _, err := w.client.Server(ctx, primary); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestConcurrentCalls: the client is safe for concurrent use (run with
+// -race).
+func TestConcurrentCalls(t *testing.T) {
+	w := newWorld(t, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 8 {
+		wg.Go(func() {
+			if _, err := w.client.Server(t.Context(), primary); err != nil {
+				errs <- err
+			}
+			if _, err := w.client.RouteOf(t.Context(), fip); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestPostTimeout: a POST that times out is not resent; with no new task to
+// adopt its outcome stays unknown.
+func TestPostTimeout(t *testing.T) {
+	w := newWorld(t, func(_ *sim.Config, c *ovh.Config) { c.Timeout = 100 * time.Millisecond })
+	w.sim.AddFault(sim.Fault{Method: "POST", Delay: 2 * time.Second, Count: 1})
+	_, err := w.client.Reboot(t.Context(), primary)
+	if !errors.Is(err, provider.ErrUnknownOutcome) {
+		t.Fatalf("Reboot: %v, want ErrUnknownOutcome", err)
+	}
+	mustContain(t, "Reboot", err, "reboot "+primary)
+	if n := w.posts.Load(); n != 1 {
+		t.Errorf("client sent %d POSTs, want 1", n)
+	}
+}
+
+// TestCancelledBeforePost: a cancelled context stops the call before
+// anything is sent, so the outcome is known (nothing happened).
+func TestCancelledBeforePost(t *testing.T) {
+	w := newWorld(t, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := w.client.Reboot(ctx, primary)
+	if !errors.Is(err, context.Canceled) || errors.Is(err, provider.ErrUnknownOutcome) {
+		t.Fatalf("Reboot with a cancelled ctx: %v, want context.Canceled and no unknown outcome", err)
+	}
+	if n := w.posts.Load(); n != 0 {
+		t.Errorf("client sent %d POSTs, want 0", n)
 	}
 }
