@@ -107,6 +107,9 @@ func (s *Sim) dedicated(req *request, seg []string) *reply {
 		if rep := s.movable(b, srv.name); rep != nil {
 			return rep
 		}
+		if t := s.pendingMove(b.block); t != nil {
+			return conflict(fmt.Sprintf("A move of IP %s is already pending (task %d)", b.block, t.id))
+		}
 		if t := s.pendingServerTask(srv.name); t != nil {
 			return conflict(fmt.Sprintf("A task (%d, %s) is already pending on server %s", t.id, t.function, srv.name))
 		}

@@ -569,11 +569,11 @@ func (s *Sim) Task(ref provider.TaskRef) (provider.Task, bool) {
 		return provider.Task{}, false
 	}
 	pt := provider.Task{
-		Ref:        provider.TaskRef{Scope: t.scope, Owner: t.owner, ID: t.id},
-		Function:   t.function,
-		Status:     t.status,
-		Comment:    t.comment,
-		StartDate:  t.created,
+		Ref:       provider.TaskRef{Scope: t.scope, Owner: t.owner, ID: t.id},
+		Function:  t.function,
+		Status:    t.status,
+		Comment:   t.comment,
+		StartDate: t.created,
 	}
 	lu := t.lastUpdate
 	pt.LastUpdate = &lu
