@@ -522,3 +522,24 @@ func TestCancelledBeforePost(t *testing.T) {
 		t.Errorf("client sent %d POSTs, want 0", n)
 	}
 }
+
+// TestMoveIPLostReplyRouted: the reply is lost and the new task does not
+// show in the (lagging) task list, but the route shows the move took
+// effect: MoveIP reports it done, without a task and without resending.
+func TestMoveIPLostReplyRouted(t *testing.T) {
+	w := newWorld(t, func(c *sim.Config, _ *ovh.Config) { c.Latency = sim.Latency{ListLag: time.Hour} })
+	w.sim.AddFault(sim.Fault{Method: "POST", PathPrefix: fipPath + "/move", DropReply: true, Count: 1})
+	ref, err := w.client.MoveIP(t.Context(), fip, spare)
+	if err != nil || ref != (provider.TaskRef{}) {
+		t.Fatalf("MoveIP = %+v, %v; want zero ref and nil (done by route)", ref, err)
+	}
+	if n := w.sim.Counters().Moves[fip.String()]; n != 1 {
+		t.Errorf("simulator accepted %d moves, want 1", n)
+	}
+	if got := w.sim.Route(fip.String()); got != spare {
+		t.Errorf("route = %q, want %q", got, spare)
+	}
+	if !strings.Contains(w.log.String(), "already took effect") {
+		t.Errorf("the route-based decision was not logged")
+	}
+}
