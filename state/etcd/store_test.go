@@ -30,7 +30,23 @@ func open(t *testing.T, srv *etcdtest.Server, prefix string) *etcd.Store {
 	return s
 }
 
-func TestConformance(t *testing.T) {
+// TestStore runs the tests that leave etcd up against one shared server;
+// each uses a prefix of its own.
+func TestStore(t *testing.T) {
 	srv := etcdtest.Start(t)
-	statetest.Run(t, func(t *testing.T) state.Store { return open(t, srv, "/conformance") })
+	t.Run("Conformance", func(t *testing.T) {
+		statetest.Run(t, func(t *testing.T) state.Store { return open(t, srv, "/conformance") })
+	})
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T, *etcdtest.Server)
+	}{
+		{"PrefixesAreSeparate", testPrefixesAreSeparate},
+		{"CorruptRecord", testCorruptRecord},
+		{"LocksCorruptHolder", testLocksCorruptHolder},
+		{"StaleLocalHolder", testStaleLocalHolder},
+		{"LockTTLRounding", testLockTTLRounding},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, srv) })
+	}
 }

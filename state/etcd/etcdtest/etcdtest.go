@@ -148,7 +148,7 @@ func (s *Server) start() {
 func waitHealthy(client string, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	hc := &http.Client{Timeout: time.Second}
+	hc := &http.Client{Timeout: 300 * time.Millisecond}
 	wait := 10 * time.Millisecond
 	var last error
 	for {
