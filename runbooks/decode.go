@@ -73,7 +73,7 @@ type decoder struct {
 	errs   ErrorList
 	root   *yaml.Node
 	values map[string]*yaml.Node // path → value node, for keys present with a non-null value
-	keys   map[string]*yaml.Node // path → key node, for keys present
+	keys   map[string]*yaml.Node // path → key node, for keys present; a list item's own node
 	badPos map[[2]int]bool       // positions already reported by the secret scan
 	bad    map[string]bool       // paths whose value could not be decoded
 }
@@ -315,7 +315,9 @@ func (d *decoder) decodeValue(path string, n *yaml.Node, v reflect.Value) {
 		}
 		s := reflect.MakeSlice(t, len(n.Content), len(n.Content))
 		for i, c := range n.Content {
-			d.decodeValue(fmt.Sprintf("%s[%d]", path, i), c, s.Index(i))
+			item := fmt.Sprintf("%s[%d]", path, i)
+			d.keys[item] = c // an item has no key: its own node anchors positions, even when null
+			d.decodeValue(item, c, s.Index(i))
 		}
 		v.Set(s)
 	case reflect.String:

@@ -1,6 +1,7 @@
 package runbooks
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -321,5 +322,19 @@ func TestSSHAddressDefaultPort(t *testing.T) {
 		if got, err := hostPort(in, true); err == nil {
 			t.Errorf("hostPort(%q) = %q, want an error", in, got)
 		}
+	}
+}
+
+func TestDurationJSON(t *testing.T) {
+	b, err := json.Marshal(struct{ T Duration }{Duration{90 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), `{"T":"1m30s"}`; got != want {
+		t.Fatalf("Marshal = %s, want %s", got, want)
+	}
+	var v struct{ T Duration }
+	if err := json.Unmarshal(b, &v); err != nil || v.T.Duration != 90*time.Second {
+		t.Fatalf("Unmarshal = %v, %v", v, err)
 	}
 }
