@@ -12,9 +12,9 @@
 // It is what provider/ovh is tested against, what the conformance suite
 // provider/providertest runs on, and (through [Serve], [LoadConfig] and
 // [OvhConf]) what `takeover sim serve` and the lab run. It is safe for
-// concurrent use. Facts come from /work/shared/reference/ovh-api.md; this
-// documentation lists every choice made where that reference is
-// UNCERTAIN or silent.
+// concurrent use. Facts come from the team's OVH API reference notes
+// (reference/ovh-api.md); this documentation lists every choice made where
+// those notes are UNCERTAIN or silent.
 //
 // # Authentication
 //
