@@ -328,3 +328,44 @@ func testLocksCorruptHolder(t *testing.T, srv *etcdtest.Server) {
 		t.Errorf("lock over a corrupt holder: got %v, want ErrCorrupt", err)
 	}
 }
+
+// TestTLS reaches a TLS etcd that requires client certificates through an
+// etcds:// URL, and checks that a client without a certificate is refused.
+func TestTLS(t *testing.T) {
+	srv := etcdtest.StartTLS(t)
+	cfg, err := etcd.ParseURL(srv.URL("/tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := etcd.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("open %s: %v", cfg, err)
+	}
+	defer s.Close()
+	if err := s.Append(t.Context(), rec("r", 0)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.Lock(t.Context(), holder(t, "tls"), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Release(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	noCert := cfg
+	noCert.CertFile, noCert.KeyFile, noCert.DialTimeout = "", "", time.Second
+	if s, err := etcd.Open(t.Context(), noCert); err == nil {
+		s.Close()
+		t.Error("open without a client certificate succeeded")
+	}
+	plain := cfg
+	plain.TLS, plain.CAFile, plain.CertFile, plain.KeyFile, plain.DialTimeout = false, "", "", "", time.Second
+	if s, err := etcd.Open(t.Context(), plain); err == nil {
+		s.Close()
+		t.Error("plaintext open of a TLS server succeeded")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -28,6 +29,10 @@ const startTimeout = 20 * time.Second
 type Server struct {
 	// Endpoints are the client addresses, "127.0.0.1:port".
 	Endpoints []string
+	// CAFile, CertFile and KeyFile are set by StartTLS: the CA that signed
+	// the server's certificate, and a client certificate and key the server
+	// requires.
+	CAFile, CertFile, KeyFile string
 
 	t          testing.TB
 	bin        string
@@ -39,12 +44,26 @@ type Server struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
 	out  *lockedBuffer
+	pki  *pki // nil: plaintext
 }
 
 // Start starts etcd on free loopback ports with a fresh data directory and
 // waits until it is healthy. The server is stopped when t ends; if t failed,
 // etcd's output is logged.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, false)
+}
+
+// StartTLS is like Start, but clients must speak TLS and present a
+// certificate signed by the server's CA; the files are in CAFile, CertFile
+// and KeyFile.
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, true)
+}
+
+func start(t testing.TB, useTLS bool) *Server {
 	t.Helper()
 	bin := testenv.MustHaveCommand(t, "etcd")[0]
 	s := &Server{
@@ -56,6 +75,11 @@ func Start(t testing.TB) *Server {
 		out:        &lockedBuffer{},
 	}
 	s.Endpoints = []string{"127.0.0.1:" + strconv.Itoa(s.clientPort)}
+	if useTLS {
+		p := newPKI(t, s.dir)
+		s.pki = &p
+		s.CAFile, s.CertFile, s.KeyFile = p.caFile, p.clientCert, p.clientKey
+	}
 	t.Cleanup(func() {
 		s.kill(syscall.SIGKILL)
 		if t.Failed() {
@@ -67,9 +91,15 @@ func Start(t testing.TB) *Server {
 }
 
 // URL returns the store URL of this server with the given key prefix, as
-// takeover's --state flag takes it: etcd://127.0.0.1:port/prefix.
+// takeover's --state flag takes it: etcd://127.0.0.1:port/prefix, or for a
+// TLS server etcds://127.0.0.1:port/prefix?ca=...&cert=...&key=....
 func (s *Server) URL(prefix string) string {
-	return "etcd://" + strings.Join(s.Endpoints, ",") + "/" + strings.TrimPrefix(prefix, "/")
+	hosts := strings.Join(s.Endpoints, ",") + "/" + strings.TrimPrefix(prefix, "/")
+	if s.pki == nil {
+		return "etcd://" + hosts
+	}
+	q := url.Values{"ca": {s.CAFile}, "cert": {s.CertFile}, "key": {s.KeyFile}}
+	return "etcds://" + hosts + "?" + q.Encode()
 }
 
 // Stop shuts etcd down (SIGTERM, then SIGKILL after 5 s) and waits for it to
@@ -102,16 +132,20 @@ func (s *Server) Restart() {
 
 func (s *Server) start() {
 	s.t.Helper()
-	client := "http://127.0.0.1:" + strconv.Itoa(s.clientPort)
+	scheme := "http://"
+	if s.pki != nil {
+		scheme = "https://"
+	}
+	client := scheme + "127.0.0.1:" + strconv.Itoa(s.clientPort)
 	peer := "http://127.0.0.1:" + strconv.Itoa(s.peerPort)
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--name", "test",
 		"--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", client,
 		"--advertise-client-urls", client,
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer,
+		"--initial-cluster", "test=" + peer,
 		"--initial-cluster-state", "new",
 		// Short raft timers: a faster first election and a minimum lease
 		// TTL of 1 s (etcd's minimum is 1.5 election timeouts, rounded up).
@@ -120,7 +154,22 @@ func (s *Server) start() {
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
-	)
+	}
+	hc := &http.Client{Timeout: 300 * time.Millisecond}
+	if s.pki != nil {
+		args = append(args,
+			"--cert-file", s.pki.serverCert,
+			"--key-file", s.pki.serverKey,
+			"--trusted-ca-file", s.pki.caFile,
+			"--client-cert-auth",
+		)
+		tc, err := s.pki.clientTLS()
+		if err != nil {
+			s.t.Fatalf("etcdtest: client TLS: %v", err)
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: tc}
+	}
+	cmd := exec.Command(s.bin, args...)
 	fmt.Fprintf(s.out, "--- start %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd.Stdout = s.out
 	cmd.Stderr = s.out
@@ -137,7 +186,7 @@ func (s *Server) start() {
 	s.cmd, s.done = cmd, done
 	s.mu.Unlock()
 
-	if err := waitHealthy(client, done); err != nil {
+	if err := waitHealthy(hc, client, done); err != nil {
 		s.kill(syscall.SIGKILL)
 		s.t.Fatalf("etcdtest: etcd on %s: %v\n%s", client, err, s.out.String())
 	}
@@ -145,10 +194,10 @@ func (s *Server) start() {
 
 // waitHealthy polls etcd's /health endpoint with backoff until it reports a
 // leader, the process exits, or startTimeout passes.
-func waitHealthy(client string, exited <-chan struct{}) error {
+func waitHealthy(hc *http.Client, client string, exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	hc := &http.Client{Timeout: 300 * time.Millisecond}
+	defer hc.CloseIdleConnections()
 	wait := 10 * time.Millisecond
 	var last error
 	for {

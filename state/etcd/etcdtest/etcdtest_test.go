@@ -49,3 +49,16 @@ func TestStopRestart(t *testing.T) {
 		t.Errorf("URL = %q, want %q", got, want)
 	}
 }
+
+func TestStartTLS(t *testing.T) {
+	s := etcdtest.StartTLS(t)
+	// Plain HTTP is refused by a TLS server.
+	if err := health(t, s); err == nil {
+		t.Fatal("TLS server answered plain HTTP")
+	}
+	if !strings.HasPrefix(s.URL("p"), "etcds://"+s.Endpoints[0]+"/p?ca=") {
+		t.Errorf("URL = %q", s.URL("p"))
+	}
+	s.Stop()
+	s.Restart()
+}
