@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -478,5 +479,29 @@ func TestUnknownRoutes(t *testing.T) {
 	m := e.must("GET", fmt.Sprintf("/dedicated/server/%s/intervention/%d", srvA, id), nil).json(t)
 	if m["type"] != "hardware_update" {
 		t.Errorf("intervention = %v", m)
+	}
+}
+
+// With the real clock, timers move tasks along even when nobody looks.
+func TestRealClockTimersStartHooks(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Latency = Latency{TaskStart: 5 * time.Millisecond}
+	s := New(cfg)
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() { srv.Close(); s.Close() })
+	started := make(chan provider.Boot, 1)
+	s.OnReboot(func(ctx context.Context, server string, boot provider.Boot) error {
+		started <- boot
+		return nil
+	})
+	e := &env{t: t, sim: s, srv: srv, app: testApp, now: time.Now}
+	e.must("POST", "/dedicated/server/"+srvA+"/reboot", nil)
+	select {
+	case b := <-started:
+		if b.ID != bootH {
+			t.Errorf("hook boot %+v", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("reboot hook never ran without an observer")
 	}
 }
