@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -40,6 +41,9 @@ type Config struct {
 	Datacenter     string `json:"datacenter"`      // gra1
 	RescueHostname string `json:"rescue_hostname"` // rescue-customer-ns1
 	RescueKernel   string `json:"rescue_kernel"`   // rescue12-customer
+	// RescueDisk is where the rescue system sees the primary's disk image
+	// (its own mount namespace; a tmpfs covers the top directory there).
+	RescueDisk string `json:"rescue_disk"` // /srv/disk/www.img
 
 	// Simulator latencies (the lab's stated latencies).
 	TaskStartLatency time.Duration `json:"task_start_latency"` // 100ms
@@ -103,6 +107,7 @@ func (c Config) withDefaults() Config {
 	str(&c.Datacenter, "gra1")
 	str(&c.RescueHostname, "rescue-customer-ns1")
 	str(&c.RescueKernel, "rescue12-customer")
+	str(&c.RescueDisk, "/srv/disk/www.img")
 	if c.APIPort == 0 {
 		c.APIPort = 8080
 	}
@@ -123,6 +128,9 @@ var prefixRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,5}-$`)
 func (c Config) validate() error {
 	if !prefixRE.MatchString(c.Prefix) {
 		return fmt.Errorf("lab prefix %q: want 1-6 lower-case letters or digits and a trailing '-'", c.Prefix)
+	}
+	if d := filepath.Clean(c.RescueDisk); !filepath.IsAbs(d) || strings.Count(d, "/") < 2 {
+		return fmt.Errorf("lab rescue disk %q: want an absolute path at least two levels deep", c.RescueDisk)
 	}
 	if !filepath.IsAbs(c.Dir) || filepath.Clean(c.Dir) == "/" {
 		return fmt.Errorf("lab dir %q: want an absolute path other than /", c.Dir)
@@ -167,8 +175,8 @@ type Paths struct {
 	Dir            string // the lab directory (0700)
 	State          string // state.json
 	OVHConf        string // ovh.conf: go-ovh credentials for the simulator, 0600
-	OperatorKey    string // keys/operator: client key accepted by the spare and the primary's normal OS
-	RescueKey      string // keys/rescue: key pair for the runbook's primary.rescue.key (.pub beside it)
+	OperatorKey    string // keys/admin_ed25519: client key accepted by the spare and the primary's normal OS
+	RescueKey      string // keys/rescue_ed25519: key pair for the runbook's primary.rescue.key (.pub beside it)
 	KnownHosts     string // known_hosts: spare and primary normal OS host keys, by public and private IP
 	PrimaryHostKey string // keys/primary_host_ed25519_key (.pub): the normal OS's fixed host key
 	SpareHostKey   string // keys/spare_host_ed25519_key (.pub)
@@ -187,8 +195,8 @@ func (c Config) Paths() Paths {
 		Dir:            c.Dir,
 		State:          j("state.json"),
 		OVHConf:        j("ovh.conf"),
-		OperatorKey:    j("keys", "operator"),
-		RescueKey:      j("keys", "rescue"),
+		OperatorKey:    j("keys", "admin_ed25519"),
+		RescueKey:      j("keys", "rescue_ed25519"),
 		KnownHosts:     j("known_hosts"),
 		PrimaryHostKey: j("keys", "primary_host_ed25519_key"),
 		SpareHostKey:   j("keys", "spare_host_ed25519_key"),

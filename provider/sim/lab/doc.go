@@ -29,6 +29,35 @@
 // files in its private mount namespace. [Lab.RebootHook] and [Lab.MoveHook]
 // are what the simulator calls to make its reboots and IP moves real.
 //
+// # Files
+//
+// Under Dir (default /run/takeover-lab, mode 0700); a static runbook for
+// the default lab can name these paths:
+//
+//	ovh.conf                   go-ovh credentials for the simulator (0600):
+//	                           [default] endpoint=http://10.200.0.13:8080/1.0
+//	                           and a section of that name with the keys
+//	keys/admin_ed25519(.pub)   operator key: root on the spare and on the
+//	                           primary's normal OS
+//	keys/rescue_ed25519(.pub)  rescue key pair: the runbook's rescue key,
+//	                           whose public half becomes rescueSshKey
+//	known_hosts                host keys of the spare and of the primary's
+//	                           normal OS, by public and private address
+//	keys/*_host_ed25519_key    those host keys
+//	primary/www.img            the primary's disk (ext4, label "labwww":
+//	                           index.html holding IndexBody, data/hello.txt)
+//	primary/www                where the normal OS mounts it
+//	primary/rescue/            the current rescue boot: fresh host key,
+//	                           authorized_keys, fake cmdline and boot_id
+//	spare/mnt/www, spare/nbd   mount point and nbdfuse directory for the
+//	                           spare's import (mounts are global)
+//	logs/<daemon>.log, state.json
+//
+// Inside the rescue system the disk image is also at /srv/disk/www.img
+// (Config.RescueDisk), in the rescue's own mount namespace. Hosts are
+// reached over SSH on port 22 of their public or private address; the
+// rescue accepts only rescueSshKey as it was when the reboot ran.
+//
 // # Guarantees
 //
 // Everything the lab makes is recorded in Dir/state.json (namespaces,

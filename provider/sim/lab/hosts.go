@@ -70,20 +70,29 @@ Subsystem sftp internal-sftp
 }
 
 // sshdScript sets the hostname, optionally bind-mounts fake /proc/cmdline
-// and boot_id files, then becomes sshd. It runs under unshare, so the
-// hostname and the bind mounts are private to this "machine".
+// and boot_id files and shows the disk image at a local path (a tmpfs over
+// that path's top directory, then a bind mount), then becomes sshd. It runs
+// under unshare, so hostname and mounts are private to this "machine".
 const sshdScript = `set -e
 echo "$1" > /proc/sys/kernel/hostname
 if [ -n "$3" ]; then
   mount --bind "$3" /proc/cmdline
   mount --bind "$4" /proc/sys/kernel/random/boot_id
 fi
+if [ -n "$5" ]; then
+  top=/$(echo "$6" | cut -d/ -f2)
+  mount -t tmpfs -o mode=0755 lab-disk "$top"
+  mkdir -p "$(dirname "$6")"
+  : > "$6"
+  mount --bind "$5" "$6"
+fi
 exec /usr/sbin/sshd -D -e -f "$2"`
 
 // startSSHD starts sshd in role's namespace with its own UTS namespace and,
 // when fakeDir is set, a private mount namespace with fake /proc files
-// taken from fakeDir/cmdline and fakeDir/boot_id.
-func startSSHD(c Config, role, name, hostname, conf, fakeDir string) (Proc, error) {
+// taken from fakeDir/cmdline and fakeDir/boot_id, and disk (if set) shown
+// at diskAt.
+func startSSHD(c Config, role, name, hostname, conf, fakeDir, disk, diskAt string) (Proc, error) {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return Proc{}, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -93,7 +102,7 @@ func startSSHD(c Config, role, name, hostname, conf, fakeDir string) (Proc, erro
 		argv = append(argv, "--mount", "--propagation", "private")
 		cmdline, bootID = filepath.Join(fakeDir, "cmdline"), filepath.Join(fakeDir, "boot_id")
 	}
-	argv = append(argv, "sh", "-c", sshdScript, "sshd", hostname, conf, cmdline, bootID)
+	argv = append(argv, "sh", "-c", sshdScript, "sshd", hostname, conf, cmdline, bootID, disk, diskAt)
 	p, err := startDaemon(c.NSPath(role), filepath.Join(c.Paths().Logs, name+".log"), argv...)
 	if err != nil {
 		return Proc{}, fmt.Errorf("start %s: %w", name, err)
@@ -137,7 +146,7 @@ func (l *Lab) startSpare(ctx context.Context, st *State) error {
 	if err := writeSSHDConfig(conf, p.SpareHostKey, p.OperatorKey+".pub"); err != nil {
 		return err
 	}
-	pr, err := startSSHD(c, roleSpare, procSpareSSHD, c.Spare.Hostname, conf, "")
+	pr, err := startSSHD(c, roleSpare, procSpareSSHD, c.Spare.Hostname, conf, "", "", "")
 	if err != nil {
 		return err
 	}
@@ -177,7 +186,7 @@ func (l *Lab) startNormal(ctx context.Context, st *State) error {
 	if err := writeSSHDConfig(conf, p.PrimaryHostKey, p.OperatorKey+".pub"); err != nil {
 		return err
 	}
-	sshd, err := startSSHD(c, rolePrimary, procPrimarySSHD, c.Primary.Hostname, conf, bootDir)
+	sshd, err := startSSHD(c, rolePrimary, procPrimarySSHD, c.Primary.Hostname, conf, bootDir, "", "")
 	if err != nil {
 		return err
 	}
@@ -226,7 +235,7 @@ func (l *Lab) startRescue(ctx context.Context, st *State, kernel, rescueKey stri
 	if err := writeSSHDConfig(conf, hostKey, ak); err != nil {
 		return err
 	}
-	sshd, err := startSSHD(c, rolePrimary, procRescueSSHD, c.RescueHostname, conf, p.Rescue)
+	sshd, err := startSSHD(c, rolePrimary, procRescueSSHD, c.RescueHostname, conf, p.Rescue, p.Image, c.RescueDisk)
 	if err != nil {
 		return err
 	}
@@ -270,6 +279,25 @@ func (l *Lab) stopHost(ctx context.Context, st *State, role string, names ...str
 // busy) and detaches every loop device backed by a file below dir.
 func releaseUnder(ctx context.Context, dir string, st *State) error {
 	var errs []error
+	loops, err := loopsUnder(dir)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	// a filesystem on a lab loop device, wherever it is mounted (a runbook
+	// may mount the imported disk outside dir)
+	var devs []string
+	for _, lp := range loops {
+		devs = append(devs, lp.Device)
+	}
+	onLoops, err := mountsOf(devs)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for i := len(onLoops) - 1; i >= 0; i-- {
+		if err := unmount(onLoops[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	mps, err := mountsUnder(dir)
 	if err != nil {
 		errs = append(errs, err)
@@ -278,10 +306,6 @@ func releaseUnder(ctx context.Context, dir string, st *State) error {
 		if err := unmount(mps[i]); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	loops, err := loopsUnder(dir)
-	if err != nil {
-		errs = append(errs, err)
 	}
 	for _, lp := range loops {
 		if _, err := run(ctx, "losetup", "-d", lp.Device); err != nil {

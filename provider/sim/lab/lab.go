@@ -473,14 +473,14 @@ func (l *Lab) MoveHook(ctx context.Context, ip netip.Prefix, from, to string) er
 }
 
 // RunbookValues returns the values a runbook for this lab needs, keyed by
-// their runbook path (see the package README for the static lab.yaml):
+// their runbook path (the package documentation lists the files):
 //
 //	provider.endpoint, ovh_conf, primary.server, primary.address,
 //	primary.private_address, primary.rescue.key, primary.rescue.kernel,
 //	primary.ssh.address, primary.ssh.key, primary.ssh.known_hosts,
 //	spare.server, spare.private_address, spare.ssh.address, spare.ssh.key,
 //	spare.ssh.known_hosts, data.disks.device, data.disks.label,
-//	data.disks.fstype, data.disks.mount, data.disks.expect, data.fuse_dir,
+//	lab.image, data.disks.fstype, data.disks.mount, data.disks.expect, data.fuse_dir,
 //	services.start, services.health.http, failover_ip, index_body
 func (l *Lab) RunbookValues() map[string]string { return l.cfg.RunbookValues() }
 
@@ -504,7 +504,8 @@ func (c Config) RunbookValues() map[string]string {
 		"spare.ssh.address":       hostAddr(c.Spare, 22),
 		"spare.ssh.key":           p.OperatorKey,
 		"spare.ssh.known_hosts":   p.KnownHosts,
-		"data.disks.device":       p.Image,
+		"data.disks.device":       c.RescueDisk,
+		"lab.image":               p.Image,
 		"data.disks.label":        "labwww",
 		"data.disks.fstype":       "ext4",
 		"data.disks.mount":        p.SpareMount,

@@ -11,10 +11,11 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,24 @@ import (
 	"github.com/takeover-dev/takeover/internal/testenv"
 	"github.com/takeover-dev/takeover/provider"
 )
+
+const serveEnv = "TAKEOVER_LAB_TEST_SERVE"
+
+// TestMain doubles as the lab's simulator daemon (what `takeover lab serve`
+// is) when serveEnv names a lab directory.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(serveEnv); dir != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err := Serve(ctx, Config{Dir: dir, Log: zerolog.New(os.Stderr)})
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // testConfig is a lab that cannot collide with a running "tk-" lab.
 func testConfig(t *testing.T) Config {
@@ -127,6 +146,12 @@ func TestLabTakeoverStory(t *testing.T) {
 	needLab(t)
 	ctx := t.Context()
 	cfg := testConfig(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the simulator daemon: this test binary again, see TestMain
+	cfg.ServeCommand = []string{"env", serveEnv + "=" + cfg.Dir, exe}
 	// debris of an earlier, killed run of this test
 	if err := Down(ctx, cfg); err != nil {
 		t.Fatalf("clean earlier test lab: %v", err)
@@ -137,7 +162,16 @@ func TestLabTakeoverStory(t *testing.T) {
 		t.Fatalf("Up: %v", err)
 	}
 	t.Logf("up in %s", time.Since(t0))
-	t.Cleanup(func() { Down(context.WithoutCancel(ctx), cfg) }) //nolint:errcheck // best effort after a failure
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(cfg.Paths().Logs, "*.log"))
+			for _, f := range logs {
+				b, _ := os.ReadFile(f)
+				t.Logf("%s:\n%s", filepath.Base(f), b)
+			}
+		}
+		Down(context.WithoutCancel(ctx), cfg) //nolint:errcheck // best effort after a failure
+	})
 	p := cfg.Paths()
 
 	if _, err := Up(ctx, cfg); !errors.Is(err, ErrAlreadyUp) {
@@ -160,16 +194,6 @@ func TestLabTakeoverStory(t *testing.T) {
 	}
 
 	t.Logf("%s: the simulator, served", time.Since(t0))
-	// The simulator, served in-process from the ops namespace.
-	sctx, stop := context.WithCancel(ctx)
-	served := make(chan error, 1)
-	go func() { served <- l.Serve(sctx) }()
-	var serveErr error
-	stopServe := sync.OnceFunc(func() { stop(); serveErr = <-served })
-	t.Cleanup(stopServe)
-	if err := cfg.waitTCP(ctx, roleOps, netip.AddrPortFrom(cfg.Ops.Public.Addr(), cfg.APIPort).String(), 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	app, err := cfg.ReadCredentials()
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +232,7 @@ func TestLabTakeoverStory(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, err := sshIn(ctx, cfg, p.RescueKey, rescueKH, cfg.Primary.Public.Addr(),
-		"hostname; cat /proc/cmdline /proc/sys/kernel/random/boot_id; test -r "+p.Image+" && echo disk-readable")
+		"hostname; cat /proc/cmdline /proc/sys/kernel/random/boot_id; cmp "+p.Image+" "+cfg.RescueDisk+" && echo disk-readable")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +247,8 @@ func TestLabTakeoverStory(t *testing.T) {
 	t.Logf("%s: something the rescue s", time.Since(t0))
 	// Something the rescue starts must die with the next reboot.
 	nbdPID, err := sshIn(ctx, cfg, p.RescueKey, rescueKH, cfg.Primary.Public.Addr(),
-		"nbdkit -r -P /tmp/tkt-nbdkit.pid -i "+cfg.Primary.Private.Addr().String()+" file "+p.Image+" && sleep 0.2 && cat /tmp/tkt-nbdkit.pid")
+		"nbdkit -r -P /srv/nbdkit.pid -i "+cfg.Primary.Private.Addr().String()+" file "+cfg.RescueDisk+
+			" && for i in $(seq 50); do [ -s /srv/nbdkit.pid ] && break; sleep 0.1; done; cat /srv/nbdkit.pid")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,10 +310,6 @@ func TestLabTakeoverStory(t *testing.T) {
 
 	t.Logf("%s: down leaves nothing.", time.Since(t0))
 	// Down leaves nothing.
-	stopServe()
-	if serveErr != nil {
-		t.Fatalf("Serve: %v", serveErr)
-	}
 	state, err := l.State()
 	if err != nil {
 		t.Fatal(err)
@@ -404,8 +425,8 @@ func TestConfigDefaultsAndValues(t *testing.T) {
 		"endpoint": "http://10.200.0.13:8080/1.0",
 		"primary":  "ns1.ip-10-200-0-11.eu",
 		"spare":    "ns2.ip-10-200-0-12.eu",
-		"image":    "/run/takeover-lab/primary/www.img",
-		"rescue":   "/run/takeover-lab/keys/rescue",
+		"image":    "/srv/disk/www.img",
+		"rescue":   "/run/takeover-lab/keys/rescue_ed25519",
 	}
 	v := c.RunbookValues()
 	got := map[string]string{

@@ -155,21 +155,48 @@ func labNamespaces(prefix string) ([]string, error) {
 
 // mountsUnder lists mount points at or below dir, in mount order.
 func mountsUnder(dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	return scanMounts(func(mp, _ string) bool { return mp == dir || strings.HasPrefix(mp, dir+"/") })
+}
+
+// mountsOf lists mount points whose source is one of devs, in mount order.
+func mountsOf(devs []string) ([]string, error) {
+	if len(devs) == 0 {
+		return nil, nil
+	}
+	return scanMounts(func(_, src string) bool {
+		for _, d := range devs {
+			if src == d {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// scanMounts lists the mount points of /proc/self/mountinfo that match.
+func scanMounts(match func(point, source string) bool) ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("list mounts: %w", err)
 	}
 	defer f.Close()
-	dir = filepath.Clean(dir)
 	var out []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
+		// id parent maj:min root point options [optional...] - fstype source superopts
+		line := sc.Text()
+		fs := strings.Fields(line)
 		if len(fs) < 5 {
 			continue
 		}
-		mp := unescapeMount(fs[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+		src := ""
+		if _, rest, ok := strings.Cut(line, " - "); ok {
+			if f := strings.Fields(rest); len(f) >= 2 {
+				src = unescapeMount(f[1])
+			}
+		}
+		if mp := unescapeMount(fs[4]); match(mp, src) {
 			out = append(out, mp)
 		}
 	}
