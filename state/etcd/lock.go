@@ -213,6 +213,7 @@ func (s *Store) newLease(key string, id clientv3.LeaseID, ttl time.Duration, inf
 // key is deleted or overwritten by anyone else (expiry seen by the server,
 // Unlock, a takeover).
 func (l *lease) monitor(ctx context.Context, wch clientv3.WatchChan) {
+	defer l.stop() // ends the watch once the lease is lost
 	timer := time.NewTimer(time.Until(l.getDeadline()))
 	defer timer.Stop()
 	for {
