@@ -20,9 +20,9 @@
 //
 // # Keys
 //
-//	<prefix>/runs/<run>/meta                    created with record 0
-//	<prefix>/runs/<run>/journal/<seq, 12 digits> one JSON [state.Record]
-//	<prefix>/locks/<name>                       JSON [state.LockInfo], attached to an etcd lease
+//	<prefix>/runs/<run>/meta               created with record 0
+//	<prefix>/runs/<run>/journal/<seq:%012d> one JSON [state.Record]
+//	<prefix>/locks/<name>                  JSON [state.LockInfo], attached to an etcd lease
 //
 // [Store.Append] is one transaction: it writes record n only if record n
 // does not exist and record n-1 does (for n = 0, it also creates the meta
