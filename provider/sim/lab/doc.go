@@ -22,7 +22,8 @@
 //
 // The primary has two personalities. Its normal OS loop-mounts
 // primary/www.img at primary/www, serves it with busybox httpd on port 80
-// and runs sshd with a fixed host key under hostname "web1". Its rescue
+// and runs sshd with a fixed host key under hostname "web1" (in the root
+// mount namespace, so what it unmounts is unmounted for real). Its rescue
 // system (after a reboot into a boot of type "rescue") runs only sshd, with a
 // fresh host key per boot, hostname "rescue-customer-ns1", the simulator's
 // rescueSshKey as its only authorized key, and fake /proc/cmdline and boot_id

@@ -177,21 +177,23 @@ func (l *Lab) startNormal(ctx context.Context, st *State) error {
 		return fmt.Errorf("boot primary normal OS: %w", err)
 	}
 	st.Processes[procPrimaryHTTPD] = httpd
-	bootDir := filepath.Join(c.Dir, "primary", "normal")
-	id, err := writeBootFiles(bootDir, "BOOT_IMAGE=/boot/vmlinuz-6.1.0-lab root=LABEL=labroot ro quiet")
+	// The normal OS shares the root mount namespace (what it unmounts is
+	// unmounted for real, as planned mode needs) and so the host's own
+	// /proc/cmdline and boot_id.
+	id, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
 	if err != nil {
-		return err
+		return fmt.Errorf("boot primary normal OS: %w", err)
 	}
 	conf := filepath.Join(c.Dir, "primary", "sshd_config")
 	if err := writeSSHDConfig(conf, p.PrimaryHostKey, p.OperatorKey+".pub"); err != nil {
 		return err
 	}
-	sshd, err := startSSHD(c, rolePrimary, procPrimarySSHD, c.Primary.Hostname, conf, bootDir, "", "")
+	sshd, err := startSSHD(c, rolePrimary, procPrimarySSHD, c.Primary.Hostname, conf, "", "", "")
 	if err != nil {
 		return err
 	}
 	st.Processes[procPrimarySSHD] = sshd
-	st.Primary, st.BootUUID = PersonalityNormal, id
+	st.Primary, st.BootUUID = PersonalityNormal, strings.TrimSpace(string(id))
 	if err := c.waitTCP(ctx, roleOps, hostAddr(c.Primary, 80), 10*time.Second); err != nil {
 		return fmt.Errorf("boot primary normal OS: %w", err)
 	}

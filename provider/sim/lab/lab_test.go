@@ -193,7 +193,7 @@ func TestLabTakeoverStory(t *testing.T) {
 		t.Fatalf("primary normal OS: hostname/boot_id %q", normal)
 	}
 
-	t.Logf("%s: the simulator, served", time.Since(t0))
+	t.Logf("%s: normal OS checked", time.Since(t0))
 	app, err := cfg.ReadCredentials()
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestLabTakeoverStory(t *testing.T) {
 	if _, err := sshIn(ctx, cfg, p.OperatorKey, rescueKH, cfg.Primary.Public.Addr(), "true"); err == nil {
 		t.Fatal("rescue accepted the operator key; only the rescue key may log in")
 	}
-	t.Logf("%s: something the rescue s", time.Since(t0))
+	t.Logf("%s: rescue checked", time.Since(t0))
 	// Something the rescue starts must die with the next reboot.
 	nbdPID, err := sshIn(ctx, cfg, p.RescueKey, rescueKH, cfg.Primary.Public.Addr(),
 		"nbdkit -r -P /srv/nbdkit.pid -i "+cfg.Primary.Private.Addr().String()+" file "+cfg.RescueDisk+
@@ -260,7 +260,7 @@ func TestLabTakeoverStory(t *testing.T) {
 		t.Fatalf("status in rescue: %+v", st)
 	}
 
-	t.Logf("%s: the spare starts the s", time.Since(t0))
+	t.Logf("%s: rescue nbdkit started", time.Since(t0))
 	// The spare starts the service, then the failover IP moves to it.
 	svc := filepath.Join(cfg.Dir, "spare", "svc")
 	if err := os.MkdirAll(svc, 0o755); err != nil {
@@ -287,13 +287,24 @@ func TestLabTakeoverStory(t *testing.T) {
 		t.Fatalf("status routed to %q, want the spare", st.RoutedTo)
 	}
 
-	t.Logf("%s: failback", time.Since(t0))
-	// Failback: the primary boots its disk again (hook called directly).
-	if err := l.RebootHook(ctx, cfg.Primary.Server, provider.Boot{ID: 1, Type: "harddisk", Kernel: "hd"}); err != nil {
+	t.Logf("%s: moved to spare", time.Since(t0))
+	// Power-off stops everything, rescue's children included.
+	if err := l.RebootHook(ctx, cfg.Primary.Server, provider.Boot{ID: 95083, Type: "power", Kernel: "poweroff"}); err != nil {
 		t.Fatal(err)
 	}
 	if pid, _ := strconv.Atoi(nbdPID); pid == 0 || (Proc{PID: pid}).alive() {
-		t.Fatalf("nbdkit %s started by the rescue survived the reboot", nbdPID)
+		t.Fatalf("nbdkit %s started by the rescue survived the power-off", nbdPID)
+	}
+	if ps, err := nsPIDs(cfg.NSPath(rolePrimary)); err != nil || len(ps) != 0 {
+		t.Fatalf("processes on the powered-off primary: %v, %v", ps, err)
+	}
+	if st, _ := Status(ctx, cfg); st.Primary != PersonalityOff {
+		t.Fatalf("status after power-off: primary %q", st.Primary)
+	}
+
+	// Failback: the primary boots its disk again (hook called directly).
+	if err := l.RebootHook(ctx, cfg.Primary.Server, provider.Boot{ID: 1, Type: "harddisk", Kernel: "hd"}); err != nil {
+		t.Fatal(err)
 	}
 	if body, err := get(ctx, cfg, roleClient, "http://"+cfg.Primary.Public.Addr().String()+"/index.html"); err != nil || body != IndexBody {
 		t.Fatalf("client GET primary after failback: %q, %v", body, err)
@@ -307,8 +318,15 @@ func TestLabTakeoverStory(t *testing.T) {
 	if out, err := sshIn(ctx, cfg, p.OperatorKey, p.KnownHosts, cfg.Primary.Public.Addr(), "hostname"); err != nil || out != "web1" {
 		t.Fatalf("primary after failback: %q, %v", out, err)
 	}
+	st, err = Status(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Primary != PersonalityNormal || len(st.Mounts) != 1 || len(st.Loops) != 1 || st.RoutedTo != cfg.Primary.Server {
+		t.Fatalf("status after failback: %+v", st)
+	}
 
-	t.Logf("%s: down leaves nothing.", time.Since(t0))
+	t.Logf("%s: failed back", time.Since(t0))
 	// Down leaves nothing.
 	state, err := l.State()
 	if err != nil {

@@ -34,7 +34,7 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 }
 
 // startDaemon starts argv in the network namespace at nsPath (net only, so
-// mounts stay global) in its own process group, stdin /dev/null and output
+// mounts stay global) in its own session and process group, stdin /dev/null and output
 // to logPath, and returns it as a Proc. It reaps the child in the background
 // so that a killed daemon does not linger as a zombie.
 func startDaemon(nsPath, logPath string, argv ...string) (Proc, error) {
@@ -49,7 +49,7 @@ func startDaemon(nsPath, logPath string, argv ...string) (Proc, error) {
 	args := append([]string{"--net=" + nsPath}, argv...)
 	cmd := exec.Command("nsenter", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // own session and process group: no terminal signals
 	if err := cmd.Start(); err != nil {
 		return Proc{}, fmt.Errorf("start %s: %w", argv[0], err)
 	}
