@@ -69,8 +69,8 @@ Subsystem sftp internal-sftp
 	return nil
 }
 
-// sshdScript sets the hostname, optionally bind-mounts fake /proc/cmdline
-// and boot_id files and shows the disk image at a local path (a tmpfs over
+// sshdScript sets the hostname, optionally bind-mounts fake /proc/cmdline,
+// boot_id and uptime files and shows the disk image at a local path (a tmpfs over
 // that path's top directory, then a bind mount), then becomes sshd. It runs
 // under unshare, so hostname and mounts are private to this "machine".
 const sshdScript = `set -e
@@ -78,6 +78,7 @@ echo "$1" > /proc/sys/kernel/hostname
 if [ -n "$3" ]; then
   mount --bind "$3" /proc/cmdline
   mount --bind "$4" /proc/sys/kernel/random/boot_id
+  mount --bind "$(dirname "$3")/uptime" /proc/uptime
 fi
 if [ -n "$5" ]; then
   top=/$(echo "$6" | cut -d/ -f2)
@@ -130,6 +131,12 @@ func writeBootFiles(dir, cmdline string) (string, error) {
 		return "", fmt.Errorf("write boot files: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "boot_id"), []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write boot files: %w", err)
+	}
+	// The lab's "machines" share the host kernel, whose uptime says nothing
+	// about a lab boot: show a just-booted uptime so that confirm-rescue's
+	// "booted after our request" check sees this boot as fresh.
+	if err := os.WriteFile(filepath.Join(dir, "uptime"), []byte("1.00 1.00\n"), 0o644); err != nil {
 		return "", fmt.Errorf("write boot files: %w", err)
 	}
 	return id, nil

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/takeover-dev/takeover/provider"
+	"github.com/takeover-dev/takeover/provider/ovh"
+	"github.com/takeover-dev/takeover/runbooks"
+	"github.com/takeover-dev/takeover/state"
+	"github.com/takeover-dev/takeover/steps"
+	"gopkg.in/ini.v1"
+)
+
+// providerOptions select credentials for the runbook's provider account.
+type providerOptions struct {
+	OVHConf string
+}
+
+func (o *providerOptions) addFlags(f flagSet) {
+	f.StringVar(&o.OVHConf, "ovh-conf", os.Getenv("TAKEOVER_OVH_CONF"), "an ovh.conf file to read credentials from, in addition to go-ovh's own (/etc/ovh.conf, ~/.ovh.conf, ./ovh.conf, OVH_* variables) (env TAKEOVER_OVH_CONF)")
+}
+
+type flagSet interface {
+	StringVar(p *string, name, value, usage string)
+}
+
+func loadRunbook(path string) (*runbooks.Runbook, error) {
+	rb, err := runbooks.Load(path)
+	if err != nil {
+		var list runbooks.ErrorList
+		if errors.As(err, &list) {
+			return nil, withHint(&usageError{fmt.Errorf("runbook %s is not valid:\n%w", path, err)},
+				fmt.Sprintf("\"takeover runbook validate %s\" lists every problem; runbooks/README.md documents each key", path))
+		}
+		return nil, &usageError{fmt.Errorf("read runbook: %w", err)}
+	}
+	return rb, nil
+}
+
+// newProvider connects to the runbook's provider account.
+func newProvider(rb *runbooks.Runbook, po providerOptions, log zerolog.Logger) (provider.Provider, error) {
+	switch rb.Provider.Kind {
+	case "ovh":
+		cfg := ovh.Config{Endpoint: rb.Provider.Endpoint, Log: log.With().Str("component", "ovh").Logger()}
+		if po.OVHConf != "" {
+			f, err := ini.Load(po.OVHConf)
+			if err != nil {
+				return nil, fmt.Errorf("read --ovh-conf %s: %w", po.OVHConf, err)
+			}
+			sec := f.Section(rb.Provider.Endpoint)
+			cfg.AppKey = sec.Key("application_key").String()
+			cfg.AppSecret = sec.Key("application_secret").String()
+			cfg.ConsumerKey = sec.Key("consumer_key").String()
+			if cfg.AppKey == "" {
+				return nil, withHint(fmt.Errorf("--ovh-conf %s has no application_key in section [%s]", po.OVHConf, rb.Provider.Endpoint),
+					"the section must be named after the runbook's provider.endpoint")
+			}
+		}
+		c, err := ovh.New(cfg)
+		if err != nil {
+			return nil, withHint(fmt.Errorf("ovh client for %s: %w", rb.Provider.Endpoint, err),
+				"credentials come from ovh.conf (/etc/ovh.conf, ~/.ovh.conf, ./ovh.conf, --ovh-conf) or OVH_APPLICATION_KEY, OVH_APPLICATION_SECRET, OVH_CONSUMER_KEY")
+		}
+		return c, nil
+	default:
+		return nil, &usageError{fmt.Errorf("runbook %s: provider kind %q is not supported (supported: ovh)", rb.File, rb.Provider.Kind)}
+	}
+}
+
+func newRunID(rb *runbooks.Runbook, now time.Time) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%s-%s", rb.Name, now.UTC().Format("20060102-150405"), hex.EncodeToString(b[:]))
+}
+
+func whoami() (who, host string) {
+	who = os.Getenv("TAKEOVER_OPERATOR")
+	if who == "" {
+		if u, err := user.Current(); err == nil {
+			who = u.Username
+		} else {
+			who = fmt.Sprint(os.Getuid())
+		}
+	}
+	host, _ = os.Hostname()
+	return who, host
+}
+
+// leaseTTL is how long a lock outlives a silent orchestrator.
+const leaseTTL = 30 * time.Second
+
+// lockSet holds the leases of one run.
+type lockSet struct {
+	leases []state.Lease
+	stop   context.CancelFunc
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+}
+
+// lockAll takes every named lock or none. The returned context is cancelled
+// when any lease is lost, so the runner stops before its next side effect.
+func lockAll(ctx context.Context, st state.Store, names []string, run, op string, log zerolog.Logger) (context.Context, *lockSet, error) {
+	who, host := whoami()
+	names = append([]string(nil), names...)
+	sort.Strings(names)
+	ls := &lockSet{}
+	for _, n := range names {
+		l, err := st.Lock(ctx, state.LockInfo{Name: n, Run: run, Who: who, Host: host, PID: os.Getpid(), Op: op}, leaseTTL)
+		if err != nil {
+			ls.release(log)
+			return nil, nil, fmt.Errorf("lock %s: %w", n, err)
+		}
+		ls.leases = append(ls.leases, l)
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	wctx, stop := context.WithCancel(context.Background())
+	ls.stop, ls.cancel = stop, cancel
+	for _, l := range ls.leases {
+		ls.wg.Add(1)
+		go func(l state.Lease) {
+			defer ls.wg.Done()
+			t := time.NewTicker(leaseTTL / 3)
+			defer t.Stop()
+			for {
+				select {
+				case <-wctx.Done():
+					return
+				case <-l.Lost():
+					cancel(fmt.Errorf("lease on %s lost: %w", l.Info().Name, state.ErrLeaseLost))
+					return
+				case <-t.C:
+					if err := l.Refresh(wctx); err != nil && wctx.Err() == nil {
+						log.Error().Err(err).Str("lock", l.Info().Name).Msg("lease refresh failed; stopping the run")
+						cancel(fmt.Errorf("refresh lease on %s: %w", l.Info().Name, err))
+						return
+					}
+				}
+			}
+		}(l)
+	}
+	return rctx, ls, nil
+}
+
+// release gives every lease up, even after the run's context ended.
+func (ls *lockSet) release(log zerolog.Logger) {
+	if ls == nil {
+		return
+	}
+	if ls.stop != nil {
+		ls.stop()
+		ls.wg.Wait()
+	}
+	if ls.cancel != nil {
+		defer ls.cancel(nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, l := range ls.leases {
+		if err := l.Release(ctx); err != nil {
+			log.Error().Err(err).Str("lock", l.Info().Name).Msg("release lock")
+		}
+	}
+}
+
+// progress prints step transitions on stdout: one line per start and end,
+// with elapsed time.
+type progress struct {
+	w     io.Writer
+	start time.Time
+	tty   bool
+}
+
+func newProgress(w io.Writer) *progress {
+	p := &progress{w: w, start: time.Now()}
+	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		p.tty = true
+	}
+	return p
+}
+
+func (p *progress) event(ev steps.Event) {
+	at := time.Since(p.start).Round(100 * time.Millisecond)
+	verb := map[steps.State]string{
+		steps.StateRunning: "start", steps.StateDone: "done", steps.StateFailed: "FAILED",
+		steps.StateSkipped: "skipped", steps.StateUndoing: "undo", steps.StateUndone: "undone",
+	}[ev.State]
+	if verb == "" {
+		verb = string(ev.State)
+	}
+	line := fmt.Sprintf("[%7s] %-8s %-22s", fmtDur(at), verb, ev.Step)
+	if ev.Server != "" {
+		line += " " + ev.Server
+	}
+	if ev.Elapsed > 0 {
+		line += fmt.Sprintf("  (%s)", fmtDur(ev.Elapsed))
+	}
+	if ev.Note != "" {
+		line += "  " + ev.Note
+	}
+	if ev.Err != nil && ev.State == steps.StateFailed {
+		var se *steps.StepError
+		msg := ev.Err.Error()
+		if errors.As(ev.Err, &se) {
+			msg = se.Err.Error()
+		}
+		line += "\n          " + msg
+	}
+	fmt.Fprintln(p.w, strings.TrimRight(line, " "))
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Second {
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+	if d < time.Minute {
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return d.Round(time.Second).String()
+}
+
+// stdinPrompter asks on stdout and reads a line from stdin.
+type stdinPrompter struct {
+	in  *bufio.Reader
+	out io.Writer
+	who string
+	mu  sync.Mutex
+}
+
+func (p *stdinPrompter) Confirm(ctx context.Context, question, token string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.out, "\n%s\nType %q to go on: ", question, token)
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := p.in.ReadString('\n')
+		if err == io.EOF && s != "" {
+			err = nil
+		}
+		ch <- res{strings.TrimSpace(s), err}
+	}()
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case r := <-ch:
+		if r.err != nil {
+			return "", fmt.Errorf("no answer on standard input (%v); to run without a terminal use --yes --accept-risk=fence,ip-move", r.err)
+		}
+		if r.s != token {
+			return "", fmt.Errorf("aborted: the answer %q is not %q; nothing was changed by this step", r.s, token)
+		}
+		return "typed by " + p.who, nil
+	}
+}
+
+// autoPrompter approves for --yes --accept-risk.
+type autoPrompter struct{ who, risks string }
+
+func (p autoPrompter) Confirm(ctx context.Context, question, token string) (string, error) {
+	return fmt.Sprintf("--yes --accept-risk=%s by %s", p.risks, p.who), nil
+}

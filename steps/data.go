@@ -1,0 +1,494 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/takeover-dev/takeover/runbooks"
+	"github.com/takeover-dev/takeover/steps/disks"
+	"github.com/takeover-dev/takeover/steps/remote"
+)
+
+// Where takeover keeps its runtime files on the rescue system and the spare.
+const (
+	rescueRunDir = "/run/takeover"
+	spareRunDir  = "/run/takeover"
+)
+
+// ---- disks ----------------------------------------------------------------
+
+// disksStep discovers the primary's disks from the rescue system, assembles
+// md arrays as the runbook allows and maps each runbook disk to a device.
+// The rescue side never mounts what it exports.
+type disksStep struct{}
+
+func (disksStep) Name() string { return StepDisks }
+
+func deviceMap(e *Env) (map[string]string, error) {
+	m := map[string]string{}
+	_, err := e.Load(StepDisks, "devices", &m)
+	return m, err
+}
+
+func (disksStep) Check(ctx context.Context, e *Env) (bool, error) {
+	m, err := deviceMap(e)
+	if err != nil || len(m) != len(e.Runbook.Data.Disks) {
+		return false, err
+	}
+	c, err := rescueClient(ctx, e)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range e.Runbook.Data.Disks {
+		dev := m[d.Name]
+		// present, and not mounted on the rescue side
+		if _, err := c.Run(ctx, fmt.Sprintf("test -e %s && ! grep -qs '^%s ' /proc/mounts", shq(dev), dev), nil); err != nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func discover(ctx context.Context, c *remote.Client) ([]disks.BlockDevice, []disks.MDArray, error) {
+	res, err := c.Run(ctx, disks.LsblkCommand, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lsblk: %w", err)
+	}
+	devs, err := disks.ParseLsblk(res.Stdout)
+	if err != nil {
+		return nil, nil, err
+	}
+	if res, err := c.Run(ctx, "blkid -o export", nil); err == nil {
+		bl, err := disks.ParseBlkid(res.Stdout)
+		if err != nil {
+			return nil, nil, err
+		}
+		devs = disks.Merge(devs, bl)
+	}
+	var arrays []disks.MDArray
+	if res, err := c.Run(ctx, "if command -v mdadm >/dev/null; then mdadm --examine --scan -v; fi", nil); err == nil {
+		if arrays, err = disks.ParseMdadmExamineScan(res.Stdout); err != nil {
+			return nil, nil, err
+		}
+	}
+	return devs, arrays, nil
+}
+
+func (disksStep) Do(ctx context.Context, e *Env) error {
+	c, err := rescueClient(ctx, e)
+	if err != nil {
+		return err
+	}
+	rb := e.Runbook
+	var assembled []string
+	for round := 0; round < 2; round++ {
+		devs, arrays, err := discover(ctx, c)
+		if err != nil {
+			return err
+		}
+		acts, err := disks.Plan(devs, arrays, rb.Data.Disks, rb.Data.RAID)
+		if err != nil {
+			return err
+		}
+		again := false
+		for _, a := range acts {
+			if a.Cmd != "" {
+				e.Printf("          %s: %s", a.Why, a.Cmd)
+				if _, err := c.Run(ctx, a.Cmd, nil); err != nil {
+					return fmt.Errorf("%s: %w", a.Why, err)
+				}
+				if strings.HasPrefix(a.Cmd, "mdadm --assemble") {
+					assembled = append(assembled, a.Device)
+				}
+			}
+			again = again || a.Rediscover
+		}
+		if !again {
+			if len(assembled) > 0 {
+				if err := e.Save(ctx, "assembled", assembled); err != nil {
+					return err
+				}
+			}
+			if rb.Data.LVM.Activate {
+				if _, err := c.Run(ctx, "if command -v vgchange >/dev/null; then vgchange -ay; fi", nil); err != nil {
+					return fmt.Errorf("activate LVM: %w", err)
+				}
+			}
+			return e.Save(ctx, "devices", disks.Mapping(acts))
+		}
+	}
+	return errors.New("disks still not found after assembling arrays")
+}
+
+func (disksStep) Undo(ctx context.Context, e *Env) error {
+	var assembled []string
+	if ok, err := e.Load("", "assembled", &assembled); err != nil || !ok {
+		return ErrNoUndo
+	}
+	c, err := rescueClient(ctx, e)
+	if err != nil {
+		return err
+	}
+	for _, md := range assembled {
+		if _, err := c.Run(ctx, "test ! -e "+shq(md)+" || mdadm --stop "+shq(md), nil); err != nil {
+			return fmt.Errorf("stop array %s: %w", md, err)
+		}
+	}
+	return nil
+}
+
+// ---- export ---------------------------------------------------------------
+
+// exportStep serves each disk from the rescue system over NBD on the
+// private address only, to the spare's private address only, one client at
+// a time (nbdkit with its ip and limit filters), or over NFS.
+type exportStep struct{}
+
+func (exportStep) Name() string { return StepExport }
+
+func nbdPort(rb *runbooks.Runbook, i int) int {
+	p := rb.Data.NBD.Port
+	if p == 0 {
+		p = 10809
+	}
+	return p + i
+}
+
+func pidAlive(pidfile, comm string) string {
+	return fmt.Sprintf(`p=$(cat %s 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -q %s /proc/"$p"/comm`, shq(pidfile), shq(comm))
+}
+
+func (exportStep) Check(ctx context.Context, e *Env) (bool, error) {
+	if e.Runbook.Data.Transport == runbooks.TransportNFS {
+		return nfsExportCheck(ctx, e)
+	}
+	c, err := rescueClient(ctx, e)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range e.Runbook.Data.Disks {
+		if _, err := c.Run(ctx, pidAlive(rescueRunDir+"/nbd-"+d.Name+".pid", "nbdkit"), nil); err != nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (exportStep) Do(ctx context.Context, e *Env) error {
+	if e.Runbook.Data.Transport == runbooks.TransportNFS {
+		return nfsExportDo(ctx, e)
+	}
+	c, err := rescueClient(ctx, e)
+	if err != nil {
+		return err
+	}
+	m, err := deviceMap(e)
+	if err != nil {
+		return err
+	}
+	rb := e.Runbook
+	if _, err := c.Run(ctx, "mkdir -p "+rescueRunDir, nil); err != nil {
+		return err
+	}
+	for i, d := range rb.Data.Disks {
+		pidfile := rescueRunDir + "/nbd-" + d.Name + ".pid"
+		if _, err := c.Run(ctx, pidAlive(pidfile, "nbdkit"), nil); err == nil {
+			continue
+		}
+		dev := m[d.Name]
+		if dev == "" {
+			return fmt.Errorf("disk %s has no device (disks step)", d.Name)
+		}
+		if rb.Data.NBD.Server == "nbd-server" {
+			return fmt.Errorf("disk %s: nbd.server nbd-server is not implemented yet; use nbdkit", d.Name)
+		}
+		args := []string{"nbdkit", "--pidfile", shq(pidfile), "-i", rb.Primary.PrivateAddress.String(),
+			"-p", strconv.Itoa(nbdPort(rb, i)), "--exportname", shq(d.Name)}
+		if rb.Data.NBD.TLSPSK != "" {
+			args = append(args, "--tls=require", "--tls-psk="+shq(rb.Data.NBD.TLSPSK))
+		}
+		// ip filter: only the spare's private address; limit: one client, one writer.
+		args = append(args, "--filter=ip", "--filter=limit", "file", shq(dev),
+			"allow="+rb.Spare.PrivateAddress.String(), "deny=all", "limit=1")
+		cmd := strings.Join(args, " ") + " </dev/null >" + rescueRunDir + "/nbd-" + d.Name + ".log 2>&1"
+		if _, err := c.Run(ctx, cmd, nil); err != nil {
+			return fmt.Errorf("export %s (%s) with nbdkit: %w", d.Name, dev, err)
+		}
+		e.Printf("          exporting %s (%s) on %s:%d to %s only", d.Name, dev, rb.Primary.PrivateAddress, nbdPort(rb, i), rb.Spare.PrivateAddress)
+	}
+	return nil
+}
+
+func (exportStep) Undo(ctx context.Context, e *Env) error {
+	if e.Runbook.Data.Transport == runbooks.TransportNFS {
+		return nfsExportUndo(ctx, e)
+	}
+	c, err := rescueClient(ctx, e)
+	if err != nil {
+		return err
+	}
+	for _, d := range e.Runbook.Data.Disks {
+		pidfile := rescueRunDir + "/nbd-" + d.Name + ".pid"
+		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; fi; rm -f %s`,
+			pidAlive(pidfile, "nbdkit"), shq(pidfile))
+		if _, err := c.Run(ctx, cmd, nil); err != nil {
+			return fmt.Errorf("stop export of %s: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+// ---- import ---------------------------------------------------------------
+
+// importStep attaches each export on the spare (kernel nbd-client where
+// /dev/nbd* exists, else nbdfuse + a loop device), checks the filesystem
+// read-only, mounts it read-write and verifies the runbook's expected paths.
+type importStep struct{}
+
+func (importStep) Name() string { return StepImport }
+
+func importDir(d runbooks.Disk) string { return spareRunDir + "/import/" + d.Name }
+
+// mountFor is where the import mounts disk d on the spare: its final mount
+// point, or a staging directory when planned mode copies the data to the
+// spare's own disks first.
+func mountFor(rb *runbooks.Runbook, d runbooks.Disk) runbooks.Disk {
+	if rb.Data.Copy.Enabled {
+		d.Mount = importDir(d) + "/mnt"
+	}
+	return d
+}
+
+// mounted reports (in shell) whether mount point m is mounted.
+func mountedCmd(m string) string {
+	return fmt.Sprintf("awk -v m=%s '$2==m{f=1} END{exit !f}' /proc/mounts", shq(m))
+}
+
+func expectCmd(d runbooks.Disk) string {
+	var parts []string
+	for _, p := range d.Expect {
+		parts = append(parts, "test -e "+shq(path.Join(d.Mount, p)))
+	}
+	if len(parts) == 0 {
+		return "true"
+	}
+	return strings.Join(parts, " && ")
+}
+
+func (importStep) Check(ctx context.Context, e *Env) (bool, error) {
+	c, err := e.Hosts.Spare(ctx)
+	if err != nil {
+		return false, err
+	}
+	if e.Runbook.Data.Transport == runbooks.TransportNFS {
+		return nfsImportCheck(ctx, e, c)
+	}
+	for _, d := range e.Runbook.Data.Disks {
+		if e.Runbook.Data.Copy.Enabled && e.StepDone(StepCopy) {
+			continue // copied and detached: the import's job is over
+		}
+		d = mountFor(e.Runbook, d)
+		if _, err := c.Run(ctx, mountedCmd(d.Mount)+" && "+expectCmd(d), nil); err != nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// attachMode picks kernel or fuse on the spare.
+func attachMode(ctx context.Context, e *Env, c *remote.Client) (string, error) {
+	switch e.Runbook.Data.Attach {
+	case runbooks.AttachKernel, runbooks.AttachFUSE:
+		return e.Runbook.Data.Attach, nil
+	}
+	if _, err := c.Run(ctx, "test -b /dev/nbd0 && command -v nbd-client >/dev/null", nil); err == nil {
+		return runbooks.AttachKernel, nil
+	}
+	if _, err := c.Run(ctx, "test -c /dev/fuse && command -v nbdfuse >/dev/null", nil); err == nil {
+		return runbooks.AttachFUSE, nil
+	}
+	return "", fmt.Errorf("spare %s can attach NBD neither with the kernel (/dev/nbd0 + nbd-client) nor with nbdfuse (/dev/fuse + nbdfuse)", e.Runbook.Spare.Server)
+}
+
+func (importStep) Do(ctx context.Context, e *Env) error {
+	c, err := e.Hosts.Spare(ctx)
+	if err != nil {
+		return err
+	}
+	if e.Runbook.Data.Transport == runbooks.TransportNFS {
+		return nfsImportDo(ctx, e, c)
+	}
+	mode, err := attachMode(ctx, e, c)
+	if err != nil {
+		return err
+	}
+	if err := e.Save(ctx, "attach", mode); err != nil {
+		return err
+	}
+	rb := e.Runbook
+	for i, d := range rb.Data.Disks {
+		d = mountFor(rb, d)
+		if _, err := c.Run(ctx, mountedCmd(d.Mount), nil); err == nil {
+			continue
+		}
+		dev, err := attach(ctx, e, c, mode, i, d)
+		if err != nil {
+			return err
+		}
+		fsck := "e2fsck -n " + shq(dev)
+		if d.FSType != "" && !strings.HasPrefix(d.FSType, "ext") {
+			fsck = "fsck -N " + shq(dev) + " >/dev/null" // no read-only check for this type: only make sure fsck knows it
+		}
+		if res, err := c.Run(ctx, fsck, nil); err != nil {
+			var ee *remote.ExitError
+			if !errors.As(err, &ee) || ee.Code >= 4 && !strings.Contains(string(res.Stdout)+ee.Stderr, "recovery") {
+				return fmt.Errorf("read-only check of %s (%s) found problems; mount it by hand after a repair, or inspect: %w\n%s", d.Name, dev, err, res.Stdout)
+			}
+			e.Log.Warn().Str("disk", d.Name).Int("fsck", ee.Code).Msg("filesystem check reported fixable issues (journal recovery); mounting")
+		}
+		fstype := ""
+		if d.FSType != "" {
+			fstype = "-t " + shq(d.FSType) + " "
+		}
+		if _, err := c.Run(ctx, "mkdir -p "+shq(d.Mount)+" && mount "+fstype+shq(dev)+" "+shq(d.Mount), nil); err != nil {
+			return fmt.Errorf("mount %s (%s) on %s: %w", d.Name, dev, d.Mount, err)
+		}
+		if _, err := c.Run(ctx, expectCmd(d), nil); err != nil {
+			return fmt.Errorf("disk %s mounted on %s lacks expected paths %v: wrong disk? %w", d.Name, d.Mount, d.Expect, err)
+		}
+		e.Printf("          %s mounted on %s (%s, via %s)", d.Name, d.Mount, dev, mode)
+	}
+	return nil
+}
+
+// attach makes disk i's export a block device on the spare and returns it.
+func attach(ctx context.Context, e *Env, c *remote.Client, mode string, i int, d runbooks.Disk) (string, error) {
+	rb := e.Runbook
+	host, port := rb.Primary.PrivateAddress.String(), nbdPort(rb, i)
+	dir := importDir(d)
+	if mode == runbooks.AttachKernel {
+		dev := fmt.Sprintf("/dev/nbd%d", i)
+		cmd := fmt.Sprintf("nbd-client -c %s >/dev/null || nbd-client -N %s %s %d %s", dev, shq(d.Name), host, port, dev)
+		if _, err := c.Run(ctx, cmd, nil); err != nil {
+			return "", fmt.Errorf("attach %s with nbd-client: %w", d.Name, err)
+		}
+		return dev, nil
+	}
+	file := dir + "/fuse/disk"
+	uri := fmt.Sprintf("nbd://%s/%s", netip.AddrPortFrom(rb.Primary.PrivateAddress, uint16(port)), d.Name)
+	start := fmt.Sprintf(`mkdir -p %[1]s/fuse
+if ! %[2]s; then
+  setsid nbdfuse -P %[1]s/nbdfuse.pid %[3]s %[4]s </dev/null >%[1]s/nbdfuse.log 2>&1 &
+  for i in $(seq 100); do [ -s %[3]s ] && break; sleep 0.1; done
+fi
+[ -s %[3]s ] || { cat %[1]s/nbdfuse.log >&2; exit 1; }
+l=$(losetup -j %[3]s | cut -d: -f1 | head -n1)
+[ -n "$l" ] || l=$(losetup -f --show %[3]s)
+echo "$l"`, dir, pidAlive(dir+"/nbdfuse.pid", "nbdfuse"), file, uri)
+	res, err := c.Run(ctx, start, nil)
+	if err != nil {
+		return "", fmt.Errorf("attach %s with nbdfuse from %s: %w", d.Name, uri, err)
+	}
+	dev := strings.TrimSpace(string(res.Stdout))
+	if !strings.HasPrefix(dev, "/dev/loop") {
+		return "", fmt.Errorf("attach %s: unexpected loop device %q", d.Name, dev)
+	}
+	return dev, nil
+}
+
+func (importStep) Undo(ctx context.Context, e *Env) error {
+	c, err := e.Hosts.Spare(ctx)
+	if err != nil {
+		return err
+	}
+	if e.Runbook.Data.Transport == runbooks.TransportNFS {
+		return nfsImportUndo(ctx, e, c)
+	}
+	for i, d := range e.Runbook.Data.Disks {
+		d = mountFor(e.Runbook, d)
+		dir := importDir(d)
+		cmd := fmt.Sprintf(`set -e
+if %[1]s; then umount %[2]s; fi
+if [ -e %[3]s/fuse/disk ]; then for l in $(losetup -j %[3]s/fuse/disk | cut -d: -f1); do losetup -d "$l"; done; fi
+if grep -qs ' %[3]s/fuse ' /proc/mounts; then fusermount3 -u %[3]s/fuse; fi
+if %[4]s; then kill "$p"; fi
+if command -v nbd-client >/dev/null && [ -b /dev/nbd%[5]d ]; then nbd-client -c /dev/nbd%[5]d >/dev/null && nbd-client -d /dev/nbd%[5]d >/dev/null || true; fi`,
+			mountedCmd(d.Mount), shq(d.Mount), dir, pidAlive(dir+"/nbdfuse.pid", "nbdfuse"), i)
+		if _, err := c.Run(ctx, cmd, nil); err != nil {
+			return fmt.Errorf("detach %s from the spare: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+// ---- copy (planned mode) -----------------------------------------------------
+
+// copyStep copies each imported disk to the spare's own disks
+// (data.copy.target/<disk>), bind-mounts the copy on the disk's mount point
+// and detaches the import, so the primary may be cut off afterwards.
+type copyStep struct{}
+
+// StepCopy is the planned-mode copy step.
+const StepCopy = "copy"
+
+func (copyStep) Name() string { return StepCopy }
+
+func copyDir(rb *runbooks.Runbook, d runbooks.Disk) string {
+	return path.Join(rb.Data.Copy.Target, d.Name)
+}
+
+func (copyStep) Check(ctx context.Context, e *Env) (bool, error) {
+	c, err := e.Hosts.Spare(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, d := range e.Runbook.Data.Disks {
+		if _, err := c.Run(ctx, mountedCmd(d.Mount)+" && "+expectCmd(d)+" && ! "+mountedCmd(mountFor(e.Runbook, d).Mount), nil); err != nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (copyStep) Do(ctx context.Context, e *Env) error {
+	c, err := e.Hosts.Spare(ctx)
+	if err != nil {
+		return err
+	}
+	rb := e.Runbook
+	for _, d := range rb.Data.Disks {
+		src, dst := mountFor(rb, d).Mount, copyDir(rb, d)
+		if _, err := c.Run(ctx, mountedCmd(d.Mount), nil); err == nil {
+			continue
+		}
+		cp := fmt.Sprintf("mkdir -p %[2]s && if command -v rsync >/dev/null; then rsync -aHAX --delete %[1]s/ %[2]s/; else cp -a %[1]s/. %[2]s/; fi && sync", shq(src), shq(dst))
+		if _, err := c.Run(ctx, cp, nil); err != nil {
+			return fmt.Errorf("copy %s to the spare's disks (%s): %w", d.Name, dst, err)
+		}
+		if _, err := c.Run(ctx, "mkdir -p "+shq(d.Mount)+" && mount --bind "+shq(dst)+" "+shq(d.Mount), nil); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", dst, d.Mount, err)
+		}
+		e.Printf("          %s copied to %s and mounted on %s", d.Name, dst, d.Mount)
+	}
+	// The copy is in place: detach the import so the primary can go.
+	return importStep{}.Undo(ctx, e)
+}
+
+// Undo unbinds the copies; the copied data stays on the spare's disks.
+func (copyStep) Undo(ctx context.Context, e *Env) error {
+	c, err := e.Hosts.Spare(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range e.Runbook.Data.Disks {
+		if _, err := c.Run(ctx, fmt.Sprintf("if %s; then umount %s; fi", mountedCmd(d.Mount), shq(d.Mount)), nil); err != nil {
+			return fmt.Errorf("unmount the copy of %s: %w", d.Name, err)
+		}
+	}
+	return nil
+}
