@@ -94,7 +94,7 @@ type Data struct {
 
 // NBD configures the block-level export.
 type NBD struct {
-	Server string `yaml:"server"`            // nbdkit | nbd-server; default nbdkit
+	Server string `yaml:"server"`            // nbd-server (default) | nbdkit
 	Port   int    `yaml:"port"`              // default 10809
 	TLSPSK string `yaml:"tls_psk,omitempty"` // path of a PSK file (nbdkit --tls-psk format), never the key itself
 }

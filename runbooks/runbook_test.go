@@ -38,7 +38,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Data: Data{
 			Transport: "nbd",
-			NBD:       NBD{Server: "nbdkit", Port: 10809},
+			NBD:       NBD{Server: "nbd-server", Port: 10809},
 			Attach:    "auto",
 			Disks:     []Disk{{Name: "www", Device: "/dev/md2", Mount: "/srv/www"}},
 		},

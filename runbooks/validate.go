@@ -22,7 +22,7 @@ const (
 	DefaultKnownHosts    = "~/.ssh/known_hosts"
 	DefaultTransport     = TransportNBD
 	DefaultAttach        = AttachAuto
-	DefaultNBDServer     = "nbdkit"
+	DefaultNBDServer     = "nbd-server"
 	DefaultNBDPort       = 10809
 	DefaultNFSVersion    = 4
 	DefaultHTTPStatus    = 200

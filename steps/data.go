@@ -172,7 +172,8 @@ func (exportStep) Check(ctx context.Context, e *Env) (bool, error) {
 		return false, err
 	}
 	for _, d := range e.Runbook.Data.Disks {
-		if _, err := c.Run(ctx, pidAlive(rescueRunDir+"/nbd-"+d.Name+".pid", "nbdkit"), nil); err != nil {
+		pidfile, comm := nbdPID(e.Runbook, d)
+		if _, err := c.Run(ctx, pidAlive(pidfile, comm), nil); err != nil {
 			return false, nil
 		}
 	}
@@ -196,32 +197,57 @@ func (exportStep) Do(ctx context.Context, e *Env) error {
 		return err
 	}
 	for i, d := range rb.Data.Disks {
-		pidfile := rescueRunDir + "/nbd-" + d.Name + ".pid"
-		if _, err := c.Run(ctx, pidAlive(pidfile, "nbdkit"), nil); err == nil {
+		pidfile, comm := nbdPID(rb, d)
+		if _, err := c.Run(ctx, pidAlive(pidfile, comm), nil); err == nil {
 			continue
 		}
 		dev := m[d.Name]
 		if dev == "" {
 			return fmt.Errorf("disk %s has no device (disks step)", d.Name)
 		}
-		if rb.Data.NBD.Server == "nbd-server" {
-			return fmt.Errorf("disk %s: nbd.server nbd-server is not implemented yet; use nbdkit", d.Name)
+		base := rescueRunDir + "/nbd-" + d.Name
+		var cmd string
+		if rb.Data.NBD.Server == "nbdkit" {
+			args := []string{"nbdkit", "--pidfile", shq(pidfile), "-i", rb.Primary.PrivateAddress.String(),
+				"-p", strconv.Itoa(nbdPort(rb, i)), "--exportname", shq(d.Name)}
+			if rb.Data.NBD.TLSPSK != "" {
+				args = append(args, "--tls=require", "--tls-psk="+shq(rb.Data.NBD.TLSPSK))
+			}
+			// ip filter: only the spare's private address; limit: one client, one writer.
+			args = append(args, "--filter=ip", "--filter=limit", "file", shq(dev),
+				"allow="+rb.Spare.PrivateAddress.String(), "deny=all", "limit=1")
+			cmd = strings.Join(args, " ")
+		} else {
+			// nbd-server: listen on the private address only; the authfile
+			// admits the spare's private address alone (nbd-server 3.24 never frees
+			// a maxconnections slot, so one writer is kept by the import instead).
+			conf := fmt.Sprintf("[generic]\n\tlistenaddr = %s\n\tport = %d\n\tallowlist = false\n[%s]\n\texportname = %s\n\tauthfile = %s.allow\n\tflush = true\n\tfua = true\n",
+				rb.Primary.PrivateAddress, nbdPort(rb, i), d.Name, dev, base)
+			if err := c.WriteFile(ctx, base+".allow", []byte(rb.Spare.PrivateAddress.String()+"\n"), 0o600); err != nil {
+				return fmt.Errorf("write the allowlist of %s: %w", d.Name, err)
+			}
+			if err := c.WriteFile(ctx, base+".conf", []byte(conf), 0o600); err != nil {
+				return fmt.Errorf("write the nbd-server config of %s: %w", d.Name, err)
+			}
+			cmd = fmt.Sprintf("nbd-server -C %s.conf -p %s", base, shq(pidfile))
 		}
-		args := []string{"nbdkit", "--pidfile", shq(pidfile), "-i", rb.Primary.PrivateAddress.String(),
-			"-p", strconv.Itoa(nbdPort(rb, i)), "--exportname", shq(d.Name)}
-		if rb.Data.NBD.TLSPSK != "" {
-			args = append(args, "--tls=require", "--tls-psk="+shq(rb.Data.NBD.TLSPSK))
-		}
-		// ip filter: only the spare's private address; limit: one client, one writer.
-		args = append(args, "--filter=ip", "--filter=limit", "file", shq(dev),
-			"allow="+rb.Spare.PrivateAddress.String(), "deny=all", "limit=1")
-		cmd := strings.Join(args, " ") + " </dev/null >" + rescueRunDir + "/nbd-" + d.Name + ".log 2>&1"
+		cmd = fmt.Sprintf("%s </dev/null >%s.log 2>&1 || { cat %s.log >&2; exit 1; }; for i in $(seq 50); do %s && break; sleep 0.1; done; %s",
+			cmd, base, base, pidAlive(pidfile, comm), pidAlive(pidfile, comm))
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
-			return fmt.Errorf("export %s (%s) with nbdkit: %w", d.Name, dev, err)
+			return fmt.Errorf("export %s (%s) with %s: %w", d.Name, dev, comm, err)
 		}
-		e.Printf("          exporting %s (%s) on %s:%d to %s only", d.Name, dev, rb.Primary.PrivateAddress, nbdPort(rb, i), rb.Spare.PrivateAddress)
+		e.Printf("          exporting %s (%s) with %s on %s:%d to %s only", d.Name, dev, comm, rb.Primary.PrivateAddress, nbdPort(rb, i), rb.Spare.PrivateAddress)
 	}
 	return nil
+}
+
+// nbdPID is the pid file and process name of disk d's NBD server.
+func nbdPID(rb *runbooks.Runbook, d runbooks.Disk) (string, string) {
+	comm := "nbd-server"
+	if rb.Data.NBD.Server == "nbdkit" {
+		comm = "nbdkit"
+	}
+	return rescueRunDir + "/nbd-" + d.Name + ".pid", comm
 }
 
 func (exportStep) Undo(ctx context.Context, e *Env) error {
@@ -233,9 +259,9 @@ func (exportStep) Undo(ctx context.Context, e *Env) error {
 		return err
 	}
 	for _, d := range e.Runbook.Data.Disks {
-		pidfile := rescueRunDir + "/nbd-" + d.Name + ".pid"
+		pidfile, comm := nbdPID(e.Runbook, d)
 		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; fi; rm -f %s`,
-			pidAlive(pidfile, "nbdkit"), shq(pidfile))
+			pidAlive(pidfile, comm), shq(pidfile))
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
 			return fmt.Errorf("stop export of %s: %w", d.Name, err)
 		}
@@ -382,7 +408,7 @@ func attach(ctx context.Context, e *Env, c *remote.Client, mode string, i int, d
 	file := dir + "/fuse/disk"
 	uri := fmt.Sprintf("nbd://%s/%s", netip.AddrPortFrom(rb.Primary.PrivateAddress, uint16(port)), d.Name)
 	start := fmt.Sprintf(`mkdir -p %[1]s/fuse
-if ! %[2]s; then
+if ! { %[2]s; }; then
   setsid nbdfuse -P %[1]s/nbdfuse.pid %[3]s %[4]s </dev/null >%[1]s/nbdfuse.log 2>&1 &
   for i in $(seq 100); do [ -s %[3]s ] && break; sleep 0.1; done
 fi

@@ -138,7 +138,7 @@ func Drift(ctx context.Context, p provider.Provider, rb *runbooks.Runbook, fence
 					Fix: "check the server name (OVH service name) in the runbook and the API credentials' account"})
 				continue
 			}
-			return nil, fmt.Errorf("read server %s: %w", s, err)
+			return nil, err
 		}
 	}
 	if len(items) > 0 {

@@ -79,8 +79,12 @@ func BuildPlan(rb *runbooks.Runbook, mode runbooks.Mode) (Plan, error) {
 		Calls:    []string{"ssh rescue: " + "lsblk -J -b, blkid -o export, mdadm --examine --scan -v, mdadm --assemble, vgchange -ay"},
 		Checks:   "each device exists and is not mounted on the rescue side",
 		Expected: 5 * time.Second}})
-	exportDoc := Doc{Summary: "export each disk over NBD (nbdkit) on " + rb.Primary.PrivateAddress.String() + " to " + rb.Spare.PrivateAddress.String() + " only, one client",
-		Calls: []string{"ssh rescue: nbdkit --filter=ip --filter=limit file DEV allow=SPARE deny=all"}, Checks: "each nbdkit process alive", Expected: 2 * time.Second}
+	exportCall := "ssh rescue: nbd-server -C CONF (listenaddr PRIVATE, authfile = SPARE only)"
+	if rb.Data.NBD.Server == "nbdkit" {
+		exportCall = "ssh rescue: nbdkit -i PRIVATE --filter=ip --filter=limit file DEV allow=SPARE deny=all limit=1"
+	}
+	exportDoc := Doc{Summary: "export each disk over NBD (" + rb.Data.NBD.Server + ") on " + rb.Primary.PrivateAddress.String() + " to " + rb.Spare.PrivateAddress.String() + " only, one client",
+		Calls: []string{exportCall}, Checks: "each NBD server process alive", Expected: 2 * time.Second}
 	importDoc := Doc{Summary: "attach each export on the spare (nbd-client, or nbdfuse + loop), e2fsck -n, mount, verify expected paths",
 		Calls: []string{"ssh spare: nbd-client | nbdfuse + losetup, e2fsck -n, mount"}, Checks: "each mount point mounted and its expected paths present", Expected: 10 * time.Second}
 	if rb.Data.Transport == runbooks.TransportNFS {

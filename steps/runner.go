@@ -312,7 +312,11 @@ func (r *Runner) execute(ctx context.Context, j *journal, v *RunView, n Node, en
 			r.emit(Event{Run: j.run, Step: name, Server: n.Server, State: StateDone, Attempt: attempt, Note: "verified"})
 			return nil
 		}
-		log.Warn().Err(err).Msg("journal says done but the world does not agree; running the step again")
+		ev := log.Warn()
+		if n.Finalizer && env.rollback {
+			ev = log.Info() // a finalizer's forward no-op does not hold for the rollback
+		}
+		ev.Err(err).Msg("journal says done but the world does not agree; running the step again")
 	}
 	if err := ctx.Err(); err != nil {
 		return err

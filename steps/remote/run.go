@@ -43,7 +43,14 @@ type ExitError struct {
 }
 
 func (e *ExitError) Error() string {
-	msg := fmt.Sprintf("run %q on %s: exit status %d", e.Cmd, e.Addr, e.Code)
+	cmd := e.Cmd
+	if i := strings.IndexByte(cmd, '\n'); i >= 0 {
+		cmd = cmd[:i] + " …" // a script: its first line names it; the journal keeps errors short
+	}
+	if len(cmd) > 160 {
+		cmd = cmd[:160] + "…"
+	}
+	msg := fmt.Sprintf("run %q on %s: exit status %d", cmd, e.Addr, e.Code)
 	if e.Stderr != "" {
 		msg += ": " + e.Stderr
 	}

@@ -136,6 +136,9 @@ func (l *Lab) up(ctx context.Context) error {
 	if err := makeImage(ctx, c); err != nil {
 		return err
 	}
+	if err := guardRoutes(ctx, c, true); err != nil {
+		return fmt.Errorf("guard lab subnets in the root namespace: %w", err)
+	}
 	err = buildNetwork(ctx, c, func(ns string) error {
 		return l.store.update(func(st *State) error {
 			st.Namespaces = appendUnique(st.Namespaces, ns)
@@ -270,6 +273,7 @@ func Down(ctx context.Context, cfg Config) error {
 			errs = append(errs, err)
 		}
 	}
+	_ = guardRoutes(ctx, c, false)
 	left := waitLeftovers(ctx, c, append(recorded, inNS...), 3*time.Second)
 	if len(left) > 0 {
 		errs = append(errs, fmt.Errorf("lab down: left behind: %v", left))

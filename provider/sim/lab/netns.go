@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"errors"
 	"context"
 	"fmt"
 	"net"
@@ -325,4 +326,40 @@ func (c Config) waitTCP(ctx context.Context, role, address string, within time.D
 		case <-time.After(30 * time.Millisecond):
 		}
 	}
+}
+
+// guardedSubnets are the lab's subnets, made unreachable from the root
+// namespace while the lab is up: a command run there by mistake (instead of
+// inside the ops namespace) fails at once instead of sending lab traffic out
+// through the host's default route.
+func guardedSubnets(c Config) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	var out []netip.Prefix
+	for _, p := range []netip.Prefix{c.Router, c.ClientRouter, c.Client, c.Primary.Public, c.Primary.Private, c.FailoverIP} {
+		if !p.IsValid() {
+			continue
+		}
+		m := p.Masked()
+		if !seen[m] {
+			seen[m] = true
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// guardRoutes adds (or removes) unreachable routes for the lab's subnets in
+// the root namespace.
+func guardRoutes(ctx context.Context, c Config, add bool) error {
+	var errs []error
+	for _, p := range guardedSubnets(c) {
+		if add {
+			if err := ipc(ctx, "route", "replace", "unreachable", p.String()); err != nil {
+				errs = append(errs, err)
+			}
+		} else {
+			_ = ipc(ctx, "route", "del", "unreachable", p.String())
+		}
+	}
+	return errors.Join(errs...)
 }
