@@ -81,7 +81,7 @@ rescue system, and whose IP moves really change the route. Needs root,
 			return lab.Serve(cmd.Context(), lab.Config{Dir: o.Dir, Log: log})
 		},
 	}
-	cmd.AddCommand(up, down, status, serve)
+	cmd.AddCommand(up, down, status, serve, newWatchCommand(g))
 	return cmd
 }
 

@@ -510,7 +510,7 @@ func testRefreshExtends(t *testing.T, open func(t *testing.T) state.Store) {
 	if !got.Expires.After(first.Expires) {
 		t.Errorf("refresh left Expires at %s (was %s)", got.Expires, first.Expires)
 	}
-	if d := got.Expires.Sub(time.Now()); d < ttl-5*time.Second || d > ttl+time.Second {
+	if d := time.Until(got.Expires); d < ttl-5*time.Second || d > ttl+time.Second {
 		t.Errorf("after refresh the lease expires in %s, want about %s", d, ttl)
 	}
 	want := first

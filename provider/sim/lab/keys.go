@@ -40,19 +40,6 @@ func writeKeyPair(path, comment string) (ssh.PublicKey, error) {
 	return spub, nil
 }
 
-// readPublicKey reads an authorized_keys-format public key file.
-func readPublicKey(path string) (ssh.PublicKey, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read public key: %w", err)
-	}
-	k, _, _, _, err := ssh.ParseAuthorizedKey(b)
-	if err != nil {
-		return nil, fmt.Errorf("parse public key %s: %w", path, err)
-	}
-	return k, nil
-}
-
 // writeKnownHosts writes the spare's and the primary's normal host keys,
 // each under its public and private address.
 func writeKnownHosts(c Config, primary, spare ssh.PublicKey) error {

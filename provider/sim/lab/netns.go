@@ -2,8 +2,8 @@ package lab
 
 import (
 	"bufio"
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
