@@ -59,9 +59,14 @@ type session struct {
 	env    *steps.Env
 	runner *steps.Runner
 	locks  *lockSet
+	// progress is the operator's view on stdout.
+	progress *progress
 }
 
 func (s *session) close() {
+	if s.progress != nil {
+		s.progress.close()
+	}
 	if s.locks != nil {
 		s.locks.release(s.log)
 	}
@@ -102,12 +107,15 @@ func openSession(ctx context.Context, g *globalOptions, o *driveOptions, runbook
 		return nil, err
 	}
 	hosts := steps.NewHosts(s.rb, log)
-	s.env = &steps.Env{Provider: prov, Runbook: s.rb, Mode: mode, Prompter: prompter, Out: g.stdout, Hosts: hosts}
+	s.progress = newProgress(g.stdout)
+	if sp, ok := prompter.(*stdinPrompter); ok {
+		sp.pause = s.progress.pause
+	}
+	s.env = &steps.Env{Provider: prov, Runbook: s.rb, Mode: mode, Prompter: prompter, Out: s.progress, Hosts: hosts}
 	if o.Poll > 0 {
 		s.env.Poll = provider.WaitOptions{Initial: o.Poll, Min: o.Poll, Max: o.Poll}
 	}
-	p := newProgress(g.stdout)
-	s.runner = &steps.Runner{Store: s.store, Log: log, Events: p.event, StepTimeout: s.rb.Timeouts.Step.Duration}
+	s.runner = &steps.Runner{Store: s.store, Log: log, Events: s.progress.event, StepTimeout: s.rb.Timeouts.Step.Duration}
 	return s, nil
 }
 

@@ -177,22 +177,108 @@ func (ls *lockSet) release(log zerolog.Logger) {
 }
 
 // progress prints step transitions on stdout: one line per start and end,
-// with elapsed time.
+// with elapsed times. On a terminal it also keeps a live last line with the
+// steps running now and how long they have run.
 type progress struct {
-	w     io.Writer
-	start time.Time
-	tty   bool
+	w       io.Writer
+	start   time.Time
+	tty     bool
+	mu      sync.Mutex
+	running map[string]time.Time
+	status  bool // a live status line is on screen
+	paused  bool // a prompt owns the terminal
+	stop    chan struct{}
+}
+
+// pause stops (or restarts) the live line while a prompt owns the terminal.
+func (p *progress) pause(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+	p.paused = on
 }
 
 func newProgress(w io.Writer) *progress {
-	p := &progress{w: w, start: time.Now()}
+	p := &progress{w: w, start: time.Now(), running: map[string]time.Time{}}
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		p.tty = true
+		p.stop = make(chan struct{})
+		go p.tick()
 	}
 	return p
 }
 
+func (p *progress) tick() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case <-t.C:
+			p.mu.Lock()
+			p.redraw()
+			p.mu.Unlock()
+		}
+	}
+}
+
+// close stops the live line.
+func (p *progress) close() {
+	if p.stop != nil {
+		close(p.stop)
+		p.stop = nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+}
+
+func (p *progress) clear() {
+	if p.status {
+		fmt.Fprint(p.w, "\r\033[K")
+		p.status = false
+	}
+}
+
+func (p *progress) redraw() {
+	p.clear()
+	if !p.tty || p.paused || len(p.running) == 0 {
+		return
+	}
+	names := make([]string, 0, len(p.running))
+	for n := range p.running {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var parts []string
+	for _, n := range names {
+		parts = append(parts, fmt.Sprintf("%s %s", n, fmtDur(time.Since(p.running[n]).Round(100*time.Millisecond))))
+	}
+	fmt.Fprintf(p.w, "  … %s", strings.Join(parts, ", "))
+	p.status = true
+}
+
+// Write lets steps print progress lines without tearing the live line.
+func (p *progress) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+	n, err := p.w.Write(b)
+	p.redraw()
+	return n, err
+}
+
 func (p *progress) event(ev steps.Event) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.clear()
+	switch ev.State {
+	case steps.StateRunning, steps.StateUndoing:
+		p.running[ev.Step] = time.Now()
+	default:
+		delete(p.running, ev.Step)
+	}
 	at := time.Since(p.start).Round(100 * time.Millisecond)
 	verb := map[steps.State]string{
 		steps.StateRunning: "start", steps.StateDone: "done", steps.StateFailed: "FAILED",
@@ -220,6 +306,7 @@ func (p *progress) event(ev steps.Event) {
 		line += "\n          " + msg
 	}
 	fmt.Fprintln(p.w, strings.TrimRight(line, " "))
+	p.redraw()
 }
 
 func fmtDur(d time.Duration) string {
@@ -234,15 +321,20 @@ func fmtDur(d time.Duration) string {
 
 // stdinPrompter asks on stdout and reads a line from stdin.
 type stdinPrompter struct {
-	in  *bufio.Reader
-	out io.Writer
-	who string
-	mu  sync.Mutex
+	in    *bufio.Reader
+	out   io.Writer
+	who   string
+	mu    sync.Mutex
+	pause func(bool) // stops the live progress line while asking; may be nil
 }
 
 func (p *stdinPrompter) Confirm(ctx context.Context, question, token string) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.pause != nil {
+		p.pause(true)
+		defer p.pause(false)
+	}
 	fmt.Fprintf(p.out, "\n%s\nType %q to go on: ", question, token)
 	type res struct {
 		s   string
