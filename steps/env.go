@@ -104,6 +104,14 @@ func (e *Env) Load(step, key string, v any) (bool, error) {
 	return true, nil
 }
 
+// Flag reports whether the current step journalled key as true (the
+// record of a check or an action whose effect cannot be observed later).
+func (e *Env) Flag(key string) (bool, error) {
+	var v bool
+	ok, err := e.Load("", key, &v)
+	return ok && v, err
+}
+
 // Waiting journals that the current step waits on something (a provider
 // task, a person) so that status shows it.
 func (e *Env) Waiting(ctx context.Context, on string) error {

@@ -60,9 +60,7 @@ type preflightStep struct{}
 func (preflightStep) Name() string { return StepPreflight }
 
 func (preflightStep) Check(ctx context.Context, e *Env) (bool, error) {
-	var v bool
-	ok, err := e.Load("", "verified", &v)
-	return ok && v, err
+	return e.Flag("verified")
 }
 
 func (preflightStep) Do(ctx context.Context, e *Env) error {

@@ -337,14 +337,7 @@ func (r *Runner) execute(ctx context.Context, j *journal, v *RunView, n Node, en
 		r.emit(Event{Run: j.run, Step: name, Server: n.Server, State: StateFailed, Attempt: attempt, Elapsed: r.now().Sub(start), Err: serr})
 		return serr
 	}
-	timeout := n.Timeout
-	if timeout == 0 {
-		timeout = r.StepTimeout
-	}
-	sctx, cancel := ctx, context.CancelFunc(func() {})
-	if timeout > 0 {
-		sctx, cancel = context.WithTimeout(ctx, timeout)
-	}
+	timeout, sctx, cancel := r.stepContext(ctx, n)
 	defer cancel()
 	done, err := n.Step.Check(sctx, e)
 	if err != nil {
@@ -448,14 +441,7 @@ func (r *Runner) undo(ctx context.Context, j *journal, n Node, env *Env) error {
 		return &StepError{Step: name, Server: n.Server, Err: err}
 	}
 	r.emit(Event{Run: j.run, Step: name, Server: n.Server, State: StateUndoing, Rollback: true})
-	timeout := n.Timeout
-	if timeout == 0 {
-		timeout = r.StepTimeout
-	}
-	sctx, cancel := ctx, context.CancelFunc(func() {})
-	if timeout > 0 {
-		sctx, cancel = context.WithTimeout(ctx, timeout)
-	}
+	_, sctx, cancel := r.stepContext(ctx, n)
 	defer cancel()
 	err := n.Step.Undo(sctx, e)
 	note := ""
@@ -475,4 +461,17 @@ func (r *Runner) undo(ctx context.Context, j *journal, n Node, env *Env) error {
 	}
 	r.emit(Event{Run: j.run, Step: name, Server: n.Server, State: StateUndone, Elapsed: r.now().Sub(start), Note: note, Rollback: true})
 	return nil
+}
+
+// stepContext bounds one attempt of n by its timeout (or the runner's).
+func (r *Runner) stepContext(ctx context.Context, n Node) (time.Duration, context.Context, context.CancelFunc) {
+	timeout := n.Timeout
+	if timeout == 0 {
+		timeout = r.StepTimeout
+	}
+	if timeout <= 0 {
+		return 0, ctx, func() {}
+	}
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	return timeout, sctx, cancel
 }

@@ -152,9 +152,7 @@ type stopPrimaryStep struct{}
 func (stopPrimaryStep) Name() string { return StepStopPrimary }
 
 func (stopPrimaryStep) Check(ctx context.Context, e *Env) (bool, error) {
-	var done bool
-	ok, err := e.Load("", "stopped", &done)
-	return ok && done, err
+	return e.Flag("stopped")
 }
 
 func (stopPrimaryStep) Do(ctx context.Context, e *Env) error {
@@ -201,9 +199,7 @@ type spareReadyStep struct{}
 func (spareReadyStep) Name() string { return StepSpareReady }
 
 func (spareReadyStep) Check(ctx context.Context, e *Env) (bool, error) {
-	var ok bool
-	found, err := e.Load("", "ready", &ok)
-	return found && ok, err
+	return e.Flag("ready")
 }
 
 func (spareReadyStep) Do(ctx context.Context, e *Env) error {
@@ -371,9 +367,7 @@ func probeOnce(ctx context.Context, urls, addrs []string) error {
 }
 
 func (probeStep) Check(ctx context.Context, e *Env) (bool, error) {
-	var ok bool
-	found, err := e.Load("", "reached", &ok)
-	return found && ok, err
+	return e.Flag("reached")
 }
 
 func (probeStep) Do(ctx context.Context, e *Env) error {
