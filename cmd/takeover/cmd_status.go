@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -144,10 +146,14 @@ func printLocks(w io.Writer, locks []state.LockInfo) {
 	}
 	fmt.Fprintln(w, "\nLOCKS")
 	now := time.Now()
+	host, _ := os.Hostname()
 	for _, l := range locks {
 		stale := ""
-		if now.After(l.Expires) {
+		switch {
+		case now.After(l.Expires):
 			stale = "  (expired: stale)"
+		case l.Host == host && l.PID > 0 && syscall.Kill(l.PID, 0) == syscall.ESRCH:
+			stale = "  (holder process gone: stale, the next run takes it over)"
 		}
 		fmt.Fprintf(w, "  %s%s\n", l.String(), stale)
 	}
