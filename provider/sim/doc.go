@@ -137,6 +137,15 @@
 // Latency.ListLag reproduce the gotchas of reference section 5.
 // [Sim.Counters] counts accepted reboot and move requests.
 //
+// # Debug endpoint
+//
+// GET /_sim/counters ([CountersPath]) answers [Sim.Counters] as JSON,
+// {"reboots":{"<server>":n},"moves":{"<ip block>":n}}, so that tests and
+// drills can check from outside the simulator's process (the lab runs it as
+// a daemon) how many reboots and IP moves a run asked for. It is read-only,
+// unauthenticated, outside the /1.0 API (OVH has no such path) and never
+// subject to faults; any other method answers 405 Client::MethodNotAllowed.
+//
 // Not simulated: vRack, authenticationSecret, VNIs, reinstalls, IPv6
 // specifics, rate limiting other than by faults.
 package sim

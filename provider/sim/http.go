@@ -70,9 +70,18 @@ func (s *Sim) newQueryID() string {
 	return fmt.Sprintf("SIM.ws-1.%08x.%d.%08x", s.started, n, x)
 }
 
+// CountersPath is the simulator's read-only debug endpoint: GET answers
+// [Sim.Counters] as JSON. It is not part of the OVH API: it lives outside
+// the API base, needs no signature and is not subject to faults.
+const CountersPath = "/_sim/counters"
+
 // ServeHTTP answers one API request. See the package documentation for the
 // protocol.
 func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.EscapedPath() == CountersPath {
+		s.serveCounters(w, r)
+		return
+	}
 	start := time.Now()
 	qid := s.newQueryID()
 	w.Header().Set("X-Ovh-QueryID", qid)
@@ -123,6 +132,16 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	s.write(w, rep)
+}
+
+// serveCounters answers the debug endpoint CountersPath.
+func (s *Sim) serveCounters(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.write(w, methodNotAllowed(r.Method))
+		return
+	}
+	s.write(w, ok(s.Counters()))
 }
 
 func (s *Sim) write(w http.ResponseWriter, rep *reply) {

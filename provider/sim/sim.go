@@ -106,9 +106,10 @@ func DefaultBoots() []provider.Boot {
 
 // Counters counts requests the simulator accepted, that is POSTs that
 // created a task: Reboots by server name, Moves by IP block ("1.2.3.4/32").
+// [CountersPath] serves them as JSON: {"reboots":{...},"moves":{...}}.
 type Counters struct {
-	Reboots map[string]int
-	Moves   map[string]int
+	Reboots map[string]int `json:"reboots"`
+	Moves   map[string]int `json:"moves"`
 }
 
 type server struct {
