@@ -8,6 +8,10 @@
 // on the same ports and data directory, so tests can check what a Store does
 // while etcd is unreachable and that it recovers afterwards.
 //
+// [StartWith] takes [Options]; Options.NetNS runs etcd inside a network
+// namespace (through nsenter --net), so that it serves the loopback of, say,
+// a lab's orchestrator namespace rather than the host's.
+//
 // The server runs with short raft timers, which lowers etcd's minimum lease
 // TTL to one second; production servers usually have a minimum of two.
 package etcdtest

@@ -36,6 +36,8 @@ type Server struct {
 
 	t          testing.TB
 	bin        string
+	nsenter    string // nsenter binary when opts.NetNS is set
+	opts       Options
 	dir        string
 	clientPort int
 	peerPort   int
@@ -47,12 +49,23 @@ type Server struct {
 	pki  *pki // nil: plaintext
 }
 
+// Options select how [StartWith] runs etcd. The zero value is [Start].
+type Options struct {
+	// TLS makes clients speak TLS with a client certificate, as [StartTLS].
+	TLS bool
+	// NetNS, when set, is the path of a network namespace (for example
+	// /run/netns/tk-ops) that etcd runs in, through nsenter --net=NetNS:
+	// its 127.0.0.1 ports are that namespace's loopback, reachable only
+	// by clients inside it. Entering a namespace needs root.
+	NetNS string
+}
+
 // Start starts etcd on free loopback ports with a fresh data directory and
 // waits until it is healthy. The server is stopped when t ends; if t failed,
 // etcd's output is logged.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return start(t, false)
+	return StartWith(t, Options{})
 }
 
 // StartTLS is like Start, but clients must speak TLS and present a
@@ -60,15 +73,25 @@ func Start(t testing.TB) *Server {
 // and KeyFile.
 func StartTLS(t testing.TB) *Server {
 	t.Helper()
-	return start(t, true)
+	return StartWith(t, Options{TLS: true})
 }
 
-func start(t testing.TB, useTLS bool) *Server {
+// StartWith is [Start] with options.
+func StartWith(t testing.TB, opts Options) *Server {
 	t.Helper()
+	useTLS := opts.TLS
 	bin := testenv.MustHaveCommand(t, "etcd")[0]
+	var nsenter string
+	if opts.NetNS != "" {
+		testenv.MustHaveRoot(t)
+		nsenter = testenv.MustHaveCommand(t, "nsenter")[0]
+		testenv.MustHaveFile(t, opts.NetNS)
+	}
 	s := &Server{
 		t:          t,
 		bin:        bin,
+		nsenter:    nsenter,
+		opts:       opts,
 		dir:        t.TempDir(),
 		clientPort: freePort(t),
 		peerPort:   freePort(t),
@@ -169,7 +192,14 @@ func (s *Server) start() {
 		}
 		hc.Transport = &http.Transport{TLSClientConfig: tc}
 	}
+	if s.opts.NetNS != "" {
+		hc.Transport = s.nsTransport(hc.Transport)
+	}
 	cmd := exec.Command(s.bin, args...)
+	if s.opts.NetNS != "" {
+		// nsenter enters the namespace and execs etcd: cmd.Process is etcd.
+		cmd = exec.Command(s.nsenter, append([]string{"--net=" + s.opts.NetNS, s.bin}, args...)...)
+	}
 	fmt.Fprintf(s.out, "--- start %s\n", time.Now().Format(time.RFC3339Nano))
 	cmd.Stdout = s.out
 	cmd.Stderr = s.out
