@@ -46,6 +46,9 @@ func sessionForRun(ctx context.Context, g *globalOptions, o *driveOptions, run, 
 	if err != nil {
 		return nil, nil, err
 	}
+	if _, err := o.prompter(g); err != nil {
+		return nil, nil, err // a usage error comes before reading the run
+	}
 	st, err := g.openStore(ctx, log)
 	if err != nil {
 		return nil, nil, err

@@ -86,6 +86,11 @@ func openSession(ctx context.Context, g *globalOptions, o *driveOptions, runbook
 		return nil, err
 	}
 	s := &session{log: log, mode: mode}
+	// Flags first: a usage error must not hide behind a credentials error.
+	prompter, err := o.prompter(g)
+	if err != nil {
+		return nil, err
+	}
 	s.rb, err = loadRunbook(runbookPath)
 	if err != nil {
 		return nil, err
@@ -95,10 +100,6 @@ func openSession(ctx context.Context, g *globalOptions, o *driveOptions, runbook
 		return nil, fmt.Errorf("plan of runbook %s: %w", s.rb.Name, err)
 	}
 	prov, err := newProvider(s.rb, o.providerOptions, log)
-	if err != nil {
-		return nil, err
-	}
-	prompter, err := o.prompter(g)
 	if err != nil {
 		return nil, err
 	}

@@ -137,9 +137,34 @@ half-done takeover can be resumed or rolled back by anyone on the team.
 		if c.Args == nil {
 			c.Args = cobra.NoArgs
 		}
-		wrapArgs(c)
 	}
+	refuseUnknown(root)
+	wrapArgs(root)
 	return root
+}
+
+// refuseUnknown makes every command group (root, runbook, sim, lab) print
+// its help when called alone and fail with a usage error on an unknown
+// subcommand; cobra would print the help and exit 0 ("takeover runbook
+// valdiate x.yaml" succeeding silently).
+func refuseUnknown(c *cobra.Command) {
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.SuggestionsMinimumDistance = 2
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			err := usagef("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				return withHint(err, fmt.Sprintf("did you mean %q?", cmd.CommandPath()+" "+s[0]))
+			}
+			return err
+		}
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknown(sub)
+	}
 }
 
 // wrapArgs turns cobra's argument errors into usage errors.
