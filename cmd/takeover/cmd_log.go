@@ -140,7 +140,7 @@ func writeTimeline(w io.Writer, v *steps.RunView) {
 		default:
 			continue // notes are in --output json
 		}
-		fmt.Fprintf(w, "| %s | +%s | %s | %s |\n", r.At.UTC().Format("15:04:05"), fmtDur(r.At.Sub(start)), r.Step, strings.ReplaceAll(ev, "|", "\\|"))
+		fmt.Fprintf(w, "| %s | +%s | %s | %s |\n", r.At.UTC().Format("15:04:05"), fmtDur(r.At.Sub(start)), r.Step, mdCell(ev))
 	}
 }
 
@@ -158,4 +158,10 @@ func printReport(ctx context.Context, g *globalOptions, st state.Store, run stri
 	human := humanTime(v)
 	fmt.Fprintf(g.stdout, "  total %s (machine %s, people %s), outcome %s\n", fmtDur(total), fmtDur(total-human), fmtDur(human), v.Outcome)
 	return nil
+}
+
+// mdCell keeps a table cell on one line: pipes escaped, line breaks as <br>.
+func mdCell(s string) string {
+	s = strings.ReplaceAll(s, "|", "\\|")
+	return strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "<br>")
 }

@@ -53,8 +53,8 @@ func TestMain(m *testing.M) {
 //	sshdspare                   start a real sshd on 127.0.0.1 (root only) to
 //	                            play the spare; sets SPARE_SSH_ADDR,
 //	                            SPARE_SSH_KEY, SPARE_SSH_USER, SPARE_KNOWN_HOSTS
-//	holdlock NAME WHO HOST      take a state lock in $TAKEOVER_STATE as another
-//	                            holder would (released at the end)
+//	holdlock NAME WHO HOST VAR  take a state lock in $TAKEOVER_STATE as another
+//	                            host would (released at the end); VAR = its id
 //	bg NAME CMD ARGS...         start CMD with a stdin pipe the script controls
 //	bgsend NAME TEXT            write TEXT and a newline to NAME's stdin
 //	bgwaitout NAME REGEXP       wait until NAME's stdout matches
@@ -346,11 +346,11 @@ func cmdSSHDSpare(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // cmdHoldLock takes a lock as another orchestrator (another host) would,
-// for an hour, and prints its id.
+// for an hour, and sets VAR to its id.
 func cmdHoldLock(ts *testscript.TestScript, neg bool, args []string) {
 	noNeg(ts, neg, "holdlock")
-	if len(args) != 3 {
-		ts.Fatalf("usage: holdlock NAME WHO HOST")
+	if len(args) != 4 {
+		ts.Fatalf("usage: holdlock NAME WHO HOST VAR")
 	}
 	st, err := local.Open(ts.Getenv("TAKEOVER_STATE"))
 	ts.Check(err)
@@ -363,7 +363,7 @@ func cmdHoldLock(ts *testscript.TestScript, neg bool, args []string) {
 		_ = l.Release(context.Background())
 		st.Close()
 	})
-	fmt.Fprintln(ts.Stdout(), l.Info().ID)
+	ts.Setenv(args[3], l.Info().ID)
 }
 
 // bgProc is a command started by bg.
