@@ -55,7 +55,8 @@ func TestMain(m *testing.M) {
 //	                            SPARE_SSH_KEY, SPARE_SSH_USER, SPARE_KNOWN_HOSTS
 //	holdlock NAME WHO HOST VAR  take a state lock in $TAKEOVER_STATE as another
 //	                            host would (released at the end); VAR = its id
-//	bg NAME CMD ARGS...         start CMD with a stdin pipe the script controls
+//	bg NAME CMD ARGS...         start CMD with a stdin pipe the script controls;
+//	                            sets PID_NAME
 //	bgsend NAME TEXT            write TEXT and a newline to NAME's stdin
 //	bgwaitout NAME REGEXP       wait until NAME's stdout matches
 //	bgsignal NAME SIG           send TERM, INT or KILL to NAME
@@ -436,6 +437,7 @@ func cmdBg(ts *testscript.TestScript, neg bool, args []string) {
 	p.stdin = w
 	ts.Check(cmd.Start())
 	s.bgs[p.name] = p
+	ts.Setenv("PID_"+p.name, strconv.Itoa(cmd.Process.Pid))
 	go func() {
 		err := cmd.Wait()
 		p.status = 0
