@@ -1,9 +1,5 @@
-// Command takeover gets a dead dedicated server's data serving again from a
-// standby spare: it fences the server into the provider's rescue system,
-// exports its disks to the spare, starts the services there and moves the
-// failover IPs, as a journalled, resumable run of a named runbook.
-//
 // This file is the only place that prints errors and picks exit codes.
+
 package main
 
 import (

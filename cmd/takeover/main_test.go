@@ -529,3 +529,27 @@ func cmdBgWait(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("%s exited with status %d, want %d", p.name, p.status, want)
 	}
 }
+
+// TestEveryExampleIsPlanned: each shipped runbook has a script that plans it
+// against the simulator (testdata/script/plan_NAME.txtar), so a new example
+// cannot go untested.
+func TestEveryExampleIsPlanned(t *testing.T) {
+	files, err := filepath.Glob("../../runbooks/examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example runbooks found (%v)", err)
+	}
+	files = append(files, "../../runbooks/lab.yaml")
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		script := filepath.Join("testdata", "script", "plan_"+name+".txtar")
+		b, err := os.ReadFile(script)
+		if err != nil {
+			t.Errorf("runbook %s has no plan script: %v", f, err)
+			continue
+		}
+		rel := strings.TrimPrefix(f, "../../runbooks/")
+		if !strings.Contains(string(b), "$RUNBOOKS/"+rel) {
+			t.Errorf("%s does not plan $RUNBOOKS/%s", script, rel)
+		}
+	}
+}
