@@ -159,8 +159,13 @@ func nbdPort(rb *runbooks.Runbook, i int) int {
 	return p + i
 }
 
+// procAlive is a shell test that process $p runs: it exists and is not a
+// zombie (a daemon that exited but whose parent, an init that reaps late,
+// has not collected it yet: kill -0 still succeeds on it).
+const procAlive = `kill -0 "$p" 2>/dev/null && ! grep -qs '^State:[[:space:]]*Z' /proc/"$p"/status`
+
 func pidAlive(pidfile, comm string) string {
-	return fmt.Sprintf(`p=$(cat %s 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null && grep -q %s /proc/"$p"/comm`, shq(pidfile), shq(comm))
+	return fmt.Sprintf(`p=$(cat %s 2>/dev/null) && [ -n "$p" ] && %s && grep -q %s /proc/"$p"/comm`, shq(pidfile), procAlive, shq(comm))
 }
 
 func (exportStep) Check(ctx context.Context, e *Env) (bool, error) {
@@ -260,8 +265,8 @@ func (exportStep) Undo(ctx context.Context, e *Env) error {
 	}
 	for _, d := range e.Runbook.Data.Disks {
 		pidfile, comm := nbdPID(e.Runbook, d)
-		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; fi; rm -f %s`,
-			pidAlive(pidfile, comm), shq(pidfile))
+		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do %s || break; sleep 0.1; done; fi; rm -f %s`,
+			pidAlive(pidfile, comm), procAlive, shq(pidfile))
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
 			return fmt.Errorf("stop export of %s: %w", d.Name, err)
 		}

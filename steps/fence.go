@@ -413,10 +413,19 @@ func pinnedRescueKey(e *Env) (ssh.PublicKey, error) {
 	return remote.ParseAuthorizedKey(s)
 }
 
+// fenceConfirmed reports whether confirm-rescue proved the fence in this
+// run: done, with its proof journalled. A confirm-rescue skipped by the
+// operator (resume --skip) counts as done for the runner but proves nothing.
+func fenceConfirmed(e *Env) bool {
+	var p rescueProof
+	ok, err := e.Load(StepConfirmRescue, "proof", &p)
+	return e.StepDone(StepConfirmRescue) && ok && err == nil
+}
+
 // rescueClient returns the pinned rescue connection for steps after
 // confirm-rescue; it refuses when the fence is not confirmed in this run.
 func rescueClient(ctx context.Context, e *Env) (*remote.Client, error) {
-	if !e.StepDone(StepConfirmRescue) {
+	if !fenceConfirmed(e) {
 		return nil, fmt.Errorf("the rescue system of %s is not confirmed in this run: refusing to touch it", e.Runbook.Primary.Server)
 	}
 	key, err := pinnedRescueKey(e)

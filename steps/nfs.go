@@ -133,7 +133,7 @@ func nfsExportUndo(ctx context.Context, e *Env) error {
 	}
 	rb := e.Runbook
 	if rb.Data.NFS.Server == "ganesha" {
-		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; fi`, pidAlive(ganeshaDir+"/ganesha.pid", "ganesha"))
+		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do %s || break; sleep 0.1; done; fi`, pidAlive(ganeshaDir+"/ganesha.pid", "ganesha"), procAlive)
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
 			return fmt.Errorf("stop nfs-ganesha: %w", err)
 		}

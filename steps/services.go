@@ -242,8 +242,8 @@ func (s moveIPStep) Check(ctx context.Context, e *Env) (bool, error) {
 var ErrNotFenced = errors.New("the primary is not confirmed fenced in this run")
 
 func (s moveIPStep) Do(ctx context.Context, e *Env) error {
-	if !e.StepDone(StepConfirmRescue) {
-		return fmt.Errorf("refusing to move %s to %s: %w (step %s is not done)", s.ip, e.Runbook.Spare.Server, ErrNotFenced, StepConfirmRescue)
+	if !fenceConfirmed(e) {
+		return fmt.Errorf("refusing to move %s to %s: %w (step %s is not done, or was skipped)", s.ip, e.Runbook.Spare.Server, ErrNotFenced, StepConfirmRescue)
 	}
 	return moveIP(ctx, e, s.ip, "move", spareID(e.Runbook))
 }
