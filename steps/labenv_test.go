@@ -163,6 +163,7 @@ func removeHostDebris(t *testing.T) {
 		}
 	}
 	_ = os.RemoveAll(dir)
+	_ = os.Remove("/run/takeover/nfs/" + diskName) // the rescue side's NFS mount point (its mount died with the rescue)
 	for _, suffix := range []string{".allow", ".conf", ".log", ".pid"} {
 		_ = os.Remove("/run/takeover/nbd-" + diskName + suffix)
 	}
