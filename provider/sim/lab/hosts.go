@@ -79,6 +79,10 @@ if [ -n "$3" ]; then
   mount --bind "$3" /proc/cmdline
   mount --bind "$4" /proc/sys/kernel/random/boot_id
   mount --bind "$(dirname "$3")/uptime" /proc/uptime
+  # the rescue's own name must resolve without DNS (the lab has none):
+  # nfs-ganesha stalls for seconds on a hostname lookup otherwise
+  printf '127.0.0.1 localhost %s\n' "$1" > "$(dirname "$3")/hosts"
+  mount --bind "$(dirname "$3")/hosts" /etc/hosts
 fi
 if [ -n "$5" ]; then
   top=/$(echo "$6" | cut -d/ -f2)
