@@ -283,6 +283,9 @@ func (v *validator) data() {
 		}
 		if d.NFS.Version != 3 && d.NFS.Version != 4 {
 			v.errf("data.nfs.version", "", "unknown NFS version %d, want 3 or 4", d.NFS.Version)
+		} else if d.NFS.Version == 3 && d.NFS.Server == "ganesha" {
+			v.errf("data.nfs.version", "use version 4, or nfs.server: kernel for NFSv3",
+				"nfs-ganesha exports are NFSv4 only (NFSv3 needs rpcbind, which rescue systems do not run)")
 		}
 	}
 
