@@ -67,6 +67,33 @@ type world struct {
 	mu       sync.Mutex
 	statuses map[string]int
 	posts    atomic.Int64
+	// onRequest, if set, sees every request before the simulator does.
+	onRequest func(*http.Request)
+}
+
+func (w *world) setOnRequest(f func(*http.Request)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.onRequest = f
+}
+
+// stepClock is a simulator clock that moves only when told to, so that
+// what a client observes depends on its requests, not on scheduling.
+type stepClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *stepClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *stepClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 func (w *world) status(key string) int {
@@ -103,6 +130,12 @@ func newWorld(t testing.TB, edit func(*sim.Config, *ovh.Config)) *world {
 	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			w.posts.Add(1)
+		}
+		w.mu.Lock()
+		f := w.onRequest
+		w.mu.Unlock()
+		if f != nil {
+			f(r)
 		}
 		rec := &hijackRecorder{ResponseWriter: rw, code: http.StatusOK}
 		w.sim.ServeHTTP(rec, r)
@@ -230,8 +263,33 @@ func TestRebootLostReply(t *testing.T) {
 	}
 }
 
+// TestMoveIPLostReply: the reply to the move is lost; the client finds the
+// task it created in the task list and adopts it, without resending.
+//
+// The simulator's clock advances 10ms per GET and at no other time, so the
+// outcome depends only on the client's requests: the new task is missing
+// from the list at the first look (ListLag 30ms) and shows up at a later
+// one, while the move itself needs an hour of simulated time, so the route
+// cannot change while the client looks and the decision cannot be taken
+// from the route (TestMoveIPLostReplyRouted covers that branch). With real
+// time and a 150ms move, a slow scheduler let the move finish first.
 func TestMoveIPLostReply(t *testing.T) {
-	w := newWorld(t, func(c *sim.Config, _ *ovh.Config) { c.Latency.ListLag = 30 * time.Millisecond })
+	clk := &stepClock{now: time.Now()}
+	w := newWorld(t, func(c *sim.Config, _ *ovh.Config) {
+		c.Clock = clk.Now
+		c.Latency = sim.Latency{TaskStart: 100 * time.Millisecond, MoveDoing: time.Hour, ListLag: 30 * time.Millisecond}
+		c.SignatureWindow = 24 * time.Hour // the clock jumps an hour ahead below
+	})
+	var gets, getsAtPost atomic.Int64
+	w.setOnRequest(func(r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			gets.Add(1)
+			clk.Advance(10 * time.Millisecond)
+		case http.MethodPost:
+			getsAtPost.Store(gets.Load())
+		}
+	})
 	w.sim.AddFault(sim.Fault{Method: "POST", PathPrefix: fipPath + "/move", DropReply: true, Count: 1})
 	ref, err := w.client.MoveIP(t.Context(), fip, spare)
 	if err != nil {
@@ -243,14 +301,28 @@ func TestMoveIPLostReply(t *testing.T) {
 	if n := w.posts.Load(); n != 1 {
 		t.Errorf("client sent %d POSTs, want exactly 1", n)
 	}
-	if ref.Scope != provider.ScopeIP || ref.Owner != fip.String() {
+	if ref.Scope != provider.ScopeIP || ref.Owner != fip.String() || ref.ID == 0 {
 		t.Fatalf("adopted %+v, want an IP task of %s", ref, fip)
 	}
+	if !strings.Contains(w.log.String(), "adopted") {
+		t.Errorf("adopting the task was not logged")
+	}
+	// A list (hidden by the lag), the route, then the list that shows it.
+	if n := gets.Load() - getsAtPost.Load(); n < 3 {
+		t.Errorf("the client adopted the task after %d GETs; the first list should not have shown it", n)
+	}
+	if got := w.sim.Route(fip.String()); got != primary {
+		t.Fatalf("route while the move runs = %q, want still %q", got, primary)
+	}
+	clk.Advance(2 * time.Hour) // the move finishes
 	if _, err := provider.WaitTask(t.Context(), w.client, ref, wait); err != nil {
 		t.Fatalf("WaitTask: %v", err)
 	}
 	if got := w.sim.Route(fip.String()); got != spare {
 		t.Errorf("route after move = %q, want %q", got, spare)
+	}
+	if n := w.sim.Counters().Moves[fip.String()]; n != 1 {
+		t.Errorf("simulator accepted %d moves in all, want 1", n)
 	}
 }
 
