@@ -784,3 +784,71 @@ func mountHolders(dir string) []string {
 	}
 	return out
 }
+
+// watcher polls index.html through the failover IP from the client
+// namespace every 50 ms and records the outage windows (first failure to
+// next success), as a client would see them.
+type watcher struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+	outs   []time.Duration
+	open   bool // the last outage had not ended when stopped
+}
+
+func (w *world) watchClient() *watcher {
+	ctx, cancel := context.WithCancel(w.t.Context())
+	cw := &watcher{cancel: cancel, done: make(chan struct{})}
+	u := "http://" + w.cfg.FailoverIP.Addr().String() + "/index.html"
+	hc := w.cfg.HTTPClient("client")
+	hc.Timeout = 300 * time.Millisecond
+	go func() {
+		defer close(cw.done)
+		var from time.Time
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			at := time.Now()
+			ok := false
+			if req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil); err == nil {
+				if resp, err := hc.Do(req); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					ok = resp.StatusCode == http.StatusOK && string(b) == lab.IndexBody
+				}
+			}
+			if ctx.Err() != nil {
+				cw.open = !from.IsZero()
+				return
+			}
+			switch {
+			case !ok && from.IsZero():
+				from = at
+			case ok && !from.IsZero():
+				cw.outs = append(cw.outs, at.Sub(from))
+				from = time.Time{}
+			}
+			select {
+			case <-ctx.Done():
+				cw.open = !from.IsZero()
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return cw
+}
+
+// stop ends the watch and describes what the client saw.
+func (cw *watcher) stop() string {
+	cw.cancel()
+	<-cw.done
+	var parts []string
+	for _, d := range cw.outs {
+		parts = append(parts, d.Round(10*time.Millisecond).String())
+	}
+	s := fmt.Sprintf("%d outage window(s) %v", len(cw.outs), parts)
+	if cw.open {
+		s += " and one still open"
+	}
+	return s
+}

@@ -36,6 +36,10 @@ func TestKillAndRecover(t *testing.T) {
 			t.Run(kp.name+"/"+variant, func(t *testing.T) {
 				w := newWorld(t, "")
 				run := "e2e-" + kp.name + "-" + variant
+				var watch *watcher
+				if variant == "resume" {
+					watch = w.watchClient()
+				}
 				pid := w.killRunAt(run, kp)
 				// the killed holder's lock files are still there: stale
 				// (dead pid on this host), to be taken over
@@ -50,7 +54,7 @@ func TestKillAndRecover(t *testing.T) {
 				}
 				switch variant {
 				case "resume":
-					w.resumeAndFailBack(run)
+					w.resumeAndFailBack(run, watch)
 				case "rollback":
 					w.rollBack(run, kp)
 				}
@@ -90,9 +94,10 @@ func (w *world) killRunAt(run string, kp killPoint) int {
 // resumeAndFailBack resumes a killed run to completion, checks the spare
 // serves through the failover IP after exactly one reboot and one move,
 // then fails back and checks the primary serves again.
-func (w *world) resumeAndFailBack(run string) {
+func (w *world) resumeAndFailBack(run string, watch *watcher) {
 	w.t.Helper()
 	w.mustCLI(append([]string{"resume", run}, w.driveFlags()...)...)
+	w.t.Logf("client during run, kill and resume: %s", watch.stop())
 	w.checkRouted(w.cfg.Spare.Server)
 	if p := w.primary(); p != lab.PersonalityRescue {
 		w.t.Errorf("primary is %q after the takeover, want %s (fenced)", p, lab.PersonalityRescue)
@@ -101,7 +106,9 @@ func (w *world) resumeAndFailBack(run string) {
 	w.checkCounters(1, 1)
 	w.checkStatus(run, "complete")
 
+	watch = w.watchClient()
 	w.mustCLI(append([]string{"failback", run}, w.driveFlags()...)...)
+	w.t.Logf("client during failback: %s", watch.stop())
 	w.checkRouted(w.cfg.Primary.Server)
 	if p := w.primary(); p != lab.PersonalityNormal {
 		w.t.Errorf("primary is %q after failback, want %s", p, lab.PersonalityNormal)
@@ -155,4 +162,3 @@ func (w *world) checkStatus(run, outcome string) {
 		w.t.Errorf("takeover status %s: no %q in\n%s", run, want, r.stdout.String())
 	}
 }
-
