@@ -446,6 +446,8 @@ func (importStep) Undo(ctx context.Context, e *Env) error {
 		cmd := fmt.Sprintf(`set -e
 if %[1]s; then umount %[2]s; fi
 if [ -e %[3]s/fuse/disk ]; then for l in $(losetup -j %[3]s/fuse/disk | cut -d: -f1); do losetup -d "$l"; done; fi
+# a detached loop device lets go of its file asynchronously: retry while busy
+if grep -qs ' %[3]s/fuse ' /proc/mounts; then for i in $(seq 50); do fusermount3 -u %[3]s/fuse 2>/dev/null && break; sleep 0.1; done; fi
 if grep -qs ' %[3]s/fuse ' /proc/mounts; then fusermount3 -u %[3]s/fuse; fi
 if %[4]s; then kill "$p"; fi
 if command -v nbd-client >/dev/null && [ -b /dev/nbd%[5]d ]; then nbd-client -c /dev/nbd%[5]d >/dev/null && nbd-client -d /dev/nbd%[5]d >/dev/null || true; fi`,
