@@ -62,6 +62,8 @@ func TestMain(m *testing.M) {
 //	bgsignal NAME SIG           send TERM, INT or KILL to NAME
 //	bgwait NAME N               wait for NAME to exit with status N (-1: killed);
 //	                            its stdout and stderr become the script's
+//	bgstdout NAME FILE          write what NAME printed so far to FILE
+//	extract FILE REGEXP VAR     set VAR to REGEXP's first group in FILE
 func TestScripts(t *testing.T) {
 	root, err := filepath.Abs("../..")
 	if err != nil {
@@ -99,6 +101,8 @@ func TestScripts(t *testing.T) {
 			"bgwaitout": cmdBgWaitOut,
 			"bgsignal":  cmdBgSignal,
 			"bgwait":    cmdBgWait,
+			"bgstdout":  cmdBgStdout,
+			"extract":   cmdExtract,
 		},
 	})
 }
@@ -552,4 +556,26 @@ func TestEveryExampleIsPlanned(t *testing.T) {
 			t.Errorf("%s does not plan $RUNBOOKS/%s", script, rel)
 		}
 	}
+}
+
+func cmdBgStdout(ts *testscript.TestScript, neg bool, args []string) {
+	noNeg(ts, neg, "bgstdout")
+	if len(args) != 2 {
+		ts.Fatalf("usage: bgstdout NAME FILE")
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(bgOf(ts, args[0]).out.String()), 0o600))
+}
+
+func cmdExtract(ts *testscript.TestScript, neg bool, args []string) {
+	noNeg(ts, neg, "extract")
+	if len(args) != 3 {
+		ts.Fatalf("usage: extract FILE REGEXP VAR")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	ts.Check(err)
+	m := re.FindStringSubmatch(ts.ReadFile(args[0]))
+	if len(m) < 2 {
+		ts.Fatalf("extract: %q (with a group) does not match %s", args[1], args[0])
+	}
+	ts.Setenv(args[2], m[1])
 }
