@@ -21,6 +21,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 	"github.com/rs/zerolog"
 
+	"github.com/takeover-dev/takeover/internal/testenv"
 	"github.com/takeover-dev/takeover/provider/sim"
 	"github.com/takeover-dev/takeover/state"
 	"github.com/takeover-dev/takeover/state/local"
@@ -343,7 +344,10 @@ func cmdJSONSet(ts *testscript.TestScript, neg bool, args []string) {
 // cmdSSHDSpare starts a real OpenSSH sshd that plays the spare.
 func cmdSSHDSpare(ts *testscript.TestScript, neg bool, args []string) {
 	noNeg(ts, neg, "sshdspare")
-	srv := sshdtest.Start(state0(ts).t, sshdtest.Options{})
+	t := state0(ts).t
+	// The preflight checks for these on the spare, which is this machine.
+	testenv.MustHaveCommand(t, "nbdfuse", "losetup", "mount")
+	srv := sshdtest.Start(t, sshdtest.Options{})
 	ts.Setenv("SPARE_SSH_ADDR", srv.Addr)
 	ts.Setenv("SPARE_SSH_USER", srv.User)
 	ts.Setenv("SPARE_SSH_KEY", srv.ClientKeyFile)
