@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +118,7 @@ type script struct {
 	bgs map[string]*bgProc
 }
 
-func state0(ts *testscript.TestScript) *script {
+func scriptOf(ts *testscript.TestScript) *script {
 	return ts.Value(scriptKey{}).(*script)
 }
 
@@ -190,13 +191,13 @@ func cmdSimServe(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(os.WriteFile(conf, []byte(sim.OvhConf(l.Endpoint, cfg.Apps[0])), 0o600))
 	ts.Setenv("SIM_ENDPOINT", l.Endpoint)
 	ts.Setenv("TAKEOVER_OVH_CONF", conf)
-	state0(ts).sim = s
+	scriptOf(ts).sim = s
 }
 
 // cmdSimStat prints what the last simulator was asked to do.
 func cmdSimStat(ts *testscript.TestScript, neg bool, args []string) {
 	noNeg(ts, neg, "simstat")
-	s := state0(ts).sim
+	s := scriptOf(ts).sim
 	if s == nil {
 		ts.Fatalf("simstat: no simulator (simserve first)")
 	}
@@ -344,7 +345,7 @@ func cmdJSONSet(ts *testscript.TestScript, neg bool, args []string) {
 // cmdSSHDSpare starts a real OpenSSH sshd that plays the spare.
 func cmdSSHDSpare(ts *testscript.TestScript, neg bool, args []string) {
 	noNeg(ts, neg, "sshdspare")
-	t := state0(ts).t
+	t := scriptOf(ts).t
 	// The preflight checks for these on the spare, which is this machine.
 	testenv.MustHaveCommand(t, "nbdfuse", "losetup", "mount")
 	srv := sshdtest.Start(t, sshdtest.Options{})
@@ -379,7 +380,7 @@ func cmdHoldLock(ts *testscript.TestScript, neg bool, args []string) {
 type bgProc struct {
 	name   string
 	cmd    *exec.Cmd
-	stdin  interface{ Write([]byte) (int, error) }
+	stdin  io.Writer
 	out    *syncBuf
 	errb   *syncBuf
 	done   chan struct{}
@@ -408,7 +409,7 @@ func (s *syncBuf) String() string {
 var bgEnv = []string{"PATH", "HOME", "TMPDIR", "WORK", "TAKEOVER_STATE", "TAKEOVER_OPERATOR", "TAKEOVER_OVH_CONF"}
 
 func bgOf(ts *testscript.TestScript, name string) *bgProc {
-	p := state0(ts).bgs[name]
+	p := scriptOf(ts).bgs[name]
 	if p == nil {
 		ts.Fatalf("no background command %q", name)
 	}
@@ -420,7 +421,7 @@ func cmdBg(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
 		ts.Fatalf("usage: bg NAME CMD ARGS...")
 	}
-	s := state0(ts)
+	s := scriptOf(ts)
 	if s.bgs[args[0]] != nil {
 		ts.Fatalf("bg: %s already started", args[0])
 	}
