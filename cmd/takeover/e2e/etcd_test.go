@@ -96,7 +96,7 @@ func TestEtcdHandover(t *testing.T) {
 		stopped := time.Now()
 		before := w.counters()
 		a.wait(t, 2*time.Minute)
-		t.Logf("with etcd stopped, takeover run halted after %s with exit %d\n%s", time.Since(stopped).Round(time.Millisecond), a.code, a.report())
+		t.Logf("with etcd stopped, takeover run halted after %s with exit %d", time.Since(stopped).Round(time.Millisecond), a.code)
 		if a.code == 0 {
 			t.Fatalf("takeover run completed without its store\n%s", a.report())
 		}
