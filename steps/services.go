@@ -282,8 +282,18 @@ func moveIP(ctx context.Context, e *Env, ip netip.Prefix, key string, to provide
 	return nil
 }
 
-// Undo routes the IP back to the primary (once).
+// Undo routes the IP back to the primary (once). A move still in flight
+// (the orchestrator died while it ran) is waited for first: reading the
+// route before it lands would leave the IP on the spare afterwards.
 func (s moveIPStep) Undo(ctx context.Context, e *Env) error {
+	var inflight provider.TaskRef
+	if ok, err := e.Load("", "move.task", &inflight); err != nil {
+		return err
+	} else if ok && inflight.ID != 0 {
+		if _, err := e.waitTask(ctx, inflight, nil); err != nil && !errors.Is(err, provider.ErrTaskFailed) {
+			return fmt.Errorf("wait for the move of %s in flight: %w", s.ip, err)
+		}
+	}
 	r, err := e.Provider.RouteOf(ctx, s.ip)
 	if err != nil {
 		return err
