@@ -290,7 +290,8 @@ func (s moveIPStep) Undo(ctx context.Context, e *Env) error {
 	if ok, err := e.Load("", "move.task", &inflight); err != nil {
 		return err
 	} else if ok && inflight.ID != 0 {
-		if _, err := e.waitTask(ctx, inflight, nil); err != nil && !errors.Is(err, provider.ErrTaskFailed) {
+		purgedIsFinished := func(context.Context) (bool, error) { return true, nil }
+		if _, err := e.waitTask(ctx, inflight, purgedIsFinished); err != nil && !errors.Is(err, provider.ErrTaskFailed) {
 			return fmt.Errorf("wait for the move of %s in flight: %w", s.ip, err)
 		}
 	}
