@@ -3,6 +3,8 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -110,15 +112,22 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, 
 	defer sess.Close()
 	stdout := &capBuffer{limit: OutputLimit}
 	stderr := &capBuffer{limit: OutputLimit}
-	leader := &pidSniffer{w: stdout}
-	sess.Stdout, sess.Stderr = leader, stderr
+	var mark [8]byte
+	_, _ = rand.Read(mark[:])
+	marker := []byte("__takeover_" + hex.EncodeToString(mark[:]) + "__")
+	leader := &preamble{w: stdout, marker: marker, stdout: true}
+	errPre := &preamble{w: stderr, marker: marker}
+	sess.Stdout, sess.Stderr = leader, errPre
 	if stdin != nil {
 		sess.Stdin = stdin
 	}
 	start := time.Now()
-	// The shell first prints its pid: sshd makes it a session and process
-	// group leader, so on cancellation the whole group can be killed.
-	if err := sess.Start("echo $$\n" + cmd); err != nil {
+	// The shell first prints a marker line with its pid (sshd makes it a
+	// session and process group leader, so on cancellation the whole group
+	// can be killed) on stdout, and the marker on stderr: what a login
+	// script printed before it is not the command's output.
+	pre := fmt.Sprintf("printf '%%s %%s\\n' %s $$; printf '%%s\\n' %s >&2\n", marker, marker)
+	if err := sess.Start(pre + cmd); err != nil {
 		return res, fmt.Errorf("start %q on %s: %w", cmd, c.addr, err)
 	}
 	done := make(chan error, 1)
@@ -144,6 +153,8 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, 
 			Msg("remote command cancelled")
 		return res, fmt.Errorf("run %q on %s: %w", cmd, c.addr, ctx.Err())
 	}
+	_ = leader.flush()
+	_ = errPre.flush()
 	var outDropped, errDropped int64
 	res.Stdout, outDropped = stdout.bytes()
 	res.Stderr, errDropped = stderr.bytes()
@@ -172,7 +183,7 @@ func (c *Client) Run(ctx context.Context, cmd string, stdin io.Reader) (Result, 
 // kill stops a cancelled command. OpenSSH refuses "signal" requests in
 // root sessions, so the command's process group is also killed from a new
 // session.
-func (c *Client) kill(ctx context.Context, sess *ssh.Session, leader *pidSniffer) {
+func (c *Client) kill(ctx context.Context, sess *ssh.Session, leader *preamble) {
 	_ = sess.Signal(ssh.SIGKILL)
 	pid := leader.pid.Load()
 	if pid <= 1 {
@@ -197,38 +208,70 @@ func (c *Client) kill(ctx context.Context, sess *ssh.Session, leader *pidSniffer
 	}
 }
 
-// pidSniffer takes the first line written to it as a pid and passes the
-// rest on to w.
-type pidSniffer struct {
-	w    io.Writer
-	line []byte
-	done bool
-	pid  atomic.Int64
+// preamble skips what the remote login shell prints before the command
+// runs (a noisy ~/.bashrc: bash reads it for sshd sessions) and, on stdout,
+// reads the shell's pid from the marker line. Everything up to and
+// including the marker line is dropped; if no marker comes (a shell that
+// did not run the preamble), flush passes the buffered bytes through.
+type preamble struct {
+	w      io.Writer
+	marker []byte
+	buf    []byte
+	done   bool
+	stdout bool // the marker line carries the pid: "MARKER PID"
+	pid    atomic.Int64
 }
 
-func (s *pidSniffer) Write(p []byte) (int, error) {
+// preambleLimit bounds what is buffered while looking for the marker.
+const preambleLimit = 64 << 10
+
+func (s *preamble) Write(p []byte) (int, error) {
 	n := len(p)
-	if !s.done {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 && len(s.line)+len(p) < 32 {
-			s.line = append(s.line, p...)
+	if s.done {
+		_, err := s.w.Write(p)
+		return n, err
+	}
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.Index(s.buf, s.marker)
+		if i < 0 {
+			if len(s.buf) > preambleLimit {
+				return n, s.flush()
+			}
 			return n, nil
 		}
-		s.done = true
-		if i < 0 { // not a pid line: pass everything through
-			p = append(s.line, p...)
-		} else {
-			s.line = append(s.line, p[:i]...)
-			if pid, err := strconv.ParseInt(string(s.line), 10, 64); err == nil {
+		// the marker must start a line
+		if i > 0 && s.buf[i-1] != '\n' {
+			s.buf = append(s.buf[:i:i], s.buf[i+len(s.marker):]...)
+			continue
+		}
+		nl := bytes.IndexByte(s.buf[i:], '\n')
+		if nl < 0 {
+			return n, nil // the rest of the marker line is still coming
+		}
+		line := s.buf[i+len(s.marker) : i+nl]
+		if s.stdout {
+			if pid, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 10, 64); err == nil {
 				s.pid.Store(pid)
 			}
-			p = p[i+1:]
 		}
+		rest := s.buf[i+nl+1:]
+		s.buf, s.done = nil, true
+		_, err := s.w.Write(rest)
+		return n, err
 	}
-	if _, err := s.w.Write(p); err != nil {
-		return 0, err
+}
+
+// flush passes through whatever was buffered without a marker.
+func (s *preamble) flush() error {
+	if s.done {
+		return nil
 	}
-	return n, nil
+	s.done = true
+	b := s.buf
+	s.buf = nil
+	_, err := s.w.Write(b)
+	return err
 }
 
 // RunQuiet runs cmd without stdin and returns only its error (an

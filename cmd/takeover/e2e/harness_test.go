@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,7 +51,8 @@ func buildAndRun(m *testing.M) int {
 	bin := filepath.Join(dir, "takeover")
 	gotool, err := exec.LookPath("go")
 	if err != nil {
-		gotool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintln(os.Stderr, "e2e: the go tool is not on PATH:", err)
+		return 1
 	}
 	cmd := exec.Command(gotool, "build", "-o", bin, "github.com/takeover-dev/takeover/cmd/takeover")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
