@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -87,7 +88,11 @@ func ParseConfig(data []byte) (Config, error) {
 	d := yaml.NewDecoder(bytes.NewReader(data))
 	d.KnownFields(true)
 	if err := d.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("parse: %w", err)
+		// yaml.v3 names Go types ("field x not found in type sim.fileConfig"):
+		// say it in the file's terms
+		msg := strings.ReplaceAll(err.Error(), "not found in type sim.fileConfig", "is not a simulator setting (known: apps, servers, ips, latency, seed, signatureWindow)")
+		msg = regexp.MustCompile(`not found in type sim\.\w+`).ReplaceAllString(msg, "is not known here")
+		return Config{}, fmt.Errorf("parse: %s", msg)
 	}
 	var cfg Config
 	for _, a := range fc.Apps {

@@ -86,7 +86,7 @@ func TestParseConfig(t *testing.T) {
 func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"unknown key", "servers:\n  - name: a\n    ip: 10.0.0.1\n    colour: red\n", "field colour not found"},
-		{"unknown top key", "server: []\n", "field server not found"},
+		{"unknown top key", "server: []\n", "field server is not a simulator setting"},
 		{"bad duration", "latency: {taskStart: soon}\n", "into time.Duration"},
 		{"duplicate server", "servers:\n  - {name: a, ip: 10.0.0.1}\n  - {name: a, ip: 10.0.0.2}\n", `server "a": listed twice`},
 		{"bad ip", "servers:\n  - {name: a, ip: 10.0.0}\n", `server "a": ip`},
