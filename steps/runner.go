@@ -330,6 +330,9 @@ func (r *Runner) execute(ctx context.Context, j *journal, v *RunView, n Node, en
 	}
 	r.emit(Event{Run: j.run, Step: name, Server: n.Server, State: StateRunning, Attempt: attempt})
 	fail := func(err error) error {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("interrupted (the orchestrator was stopped or lost its lease): %w", err)
+		}
 		serr := &StepError{Step: name, Server: n.Server, Attempt: attempt, Err: err}
 		if jerr := j.append(ctx, state.Record{Step: name, Phase: state.PhaseFailed, Attempt: attempt, Err: err.Error()}); jerr != nil {
 			log.Error().Err(jerr).Msg("could not journal the failure")

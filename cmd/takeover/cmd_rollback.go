@@ -66,7 +66,11 @@ func runRollback(ctx context.Context, o RollbackOptions, g *globalOptions, run s
 	defer s.close()
 	switch {
 	case failback && v.Outcome != steps.OutcomeComplete:
-		return withHint(fmt.Errorf("run %s is not a completed takeover (outcome %q)", run, v.Outcome),
+		outcome := v.Outcome
+		if outcome == "" {
+			outcome = "unfinished"
+		}
+		return withHint(fmt.Errorf("run %s is not a completed takeover (it is %s)", run, outcome),
 			fmt.Sprintf("an unfinished run is undone with \"takeover rollback %s\"", run))
 	case !failback && v.Outcome == steps.OutcomeComplete:
 		return withHint(fmt.Errorf("run %s completed: the takeover stands", run),
