@@ -46,8 +46,13 @@ func (disksStep) Check(ctx context.Context, e *Env) (bool, error) {
 	}
 	for _, d := range e.Runbook.Data.Disks {
 		dev := m[d.Name]
-		// present, and not mounted on the rescue side
-		if _, err := c.Run(ctx, fmt.Sprintf("test -e %s && ! grep -qs '^%s ' /proc/mounts", shq(dev), dev), nil); err != nil {
+		// present, and not mounted on the rescue side (but for the NFS
+		// export's own mount: a file-level export needs one)
+		check := fmt.Sprintf("test -e %[1]s && ! awk -v d=%[1]s '$1==d{f=1} END{exit !f}' /proc/mounts", shq(dev))
+		if e.Runbook.Data.Transport == runbooks.TransportNFS {
+			check = fmt.Sprintf("test -e %[1]s && ! awk -v d=%[1]s -v r=%[2]s '$1==d && $2!=r{f=1} END{exit !f}' /proc/mounts", shq(dev), shq(nfsRoot(d)))
+		}
+		if _, err := c.Run(ctx, check, nil); err != nil {
 			return false, nil
 		}
 	}
@@ -87,6 +92,13 @@ func (disksStep) Do(ctx context.Context, e *Env) error {
 	rb := e.Runbook
 	var assembled []string
 	for round := 0; round < 2; round++ {
+		if rb.Data.LVM.Activate {
+			// logical volumes appear only once their volume groups are
+			// active (again after arrays were assembled)
+			if _, err := c.Run(ctx, "if command -v vgchange >/dev/null; then vgchange -ay; fi", nil); err != nil {
+				return fmt.Errorf("activate LVM: %w", err)
+			}
+		}
 		devs, arrays, err := discover(ctx, c)
 		if err != nil {
 			return err
@@ -114,11 +126,6 @@ func (disksStep) Do(ctx context.Context, e *Env) error {
 					return err
 				}
 			}
-			if rb.Data.LVM.Activate {
-				if _, err := c.Run(ctx, "if command -v vgchange >/dev/null; then vgchange -ay; fi", nil); err != nil {
-					return fmt.Errorf("activate LVM: %w", err)
-				}
-			}
 			return e.Save(ctx, "devices", disks.Mapping(acts))
 		}
 	}
@@ -130,7 +137,7 @@ func (disksStep) Undo(ctx context.Context, e *Env) error {
 	if ok, err := e.Load("", "assembled", &assembled); err != nil || !ok {
 		return ErrNoUndo
 	}
-	c, err := rescueClient(ctx, e)
+	c, err := rescueForUndo(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -259,7 +266,7 @@ func (exportStep) Undo(ctx context.Context, e *Env) error {
 	if e.Runbook.Data.Transport == runbooks.TransportNFS {
 		return nfsExportUndo(ctx, e)
 	}
-	c, err := rescueClient(ctx, e)
+	c, err := rescueForUndo(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -295,9 +302,10 @@ func mountFor(rb *runbooks.Runbook, d runbooks.Disk) runbooks.Disk {
 	return d
 }
 
-// mounted reports (in shell) whether mount point m is mounted.
+// mountedCmd reports (in shell) whether mount point m is mounted.
+// mountpoint(1) handles paths that /proc/mounts escapes (spaces).
 func mountedCmd(m string) string {
-	return fmt.Sprintf("awk -v m=%s '$2==m{f=1} END{exit !f}' /proc/mounts", shq(m))
+	return "mountpoint -q " + shq(m)
 }
 
 func expectCmd(d runbooks.Disk) string {
@@ -403,10 +411,30 @@ func attach(ctx context.Context, e *Env, c *remote.Client, mode string, i int, d
 	host, port := rb.Primary.PrivateAddress.String(), nbdPort(rb, i)
 	dir := importDir(d)
 	if mode == runbooks.AttachKernel {
-		dev := fmt.Sprintf("/dev/nbd%d", i)
-		cmd := fmt.Sprintf("nbd-client -c %s >/dev/null || nbd-client -N %s %s %d %s", dev, shq(d.Name), host, port, dev)
+		// The device this run attached is journalled before it is connected;
+		// a resumed run reuses it. Otherwise take a free one: never one that
+		// another import (another runbook on this spare) is using.
+		var dev string
+		if _, err := e.Load(StepImport, "nbd."+d.Name, &dev); err != nil {
+			return "", err
+		}
+		if dev != "" {
+			if _, err := c.Run(ctx, "nbd-client -c "+shq(dev)+" >/dev/null", nil); err == nil {
+				return dev, nil
+			}
+		} else {
+			res, err := c.Run(ctx, `for b in /sys/block/nbd*; do d=/dev/${b##*/}; if ! nbd-client -c "$d" >/dev/null 2>&1 && [ "$(cat "$b/size")" = 0 ]; then echo "$d"; exit 0; fi; done; echo "no free /dev/nbd* device" >&2; exit 1`, nil)
+			if err != nil {
+				return "", fmt.Errorf("attach %s: %w", d.Name, err)
+			}
+			dev = strings.TrimSpace(string(res.Stdout))
+			if err := e.Save(ctx, "nbd."+d.Name, dev); err != nil {
+				return "", err
+			}
+		}
+		cmd := fmt.Sprintf("nbd-client -N %s %s %d %s", shq(d.Name), host, port, shq(dev))
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
-			return "", fmt.Errorf("attach %s with nbd-client: %w", d.Name, err)
+			return "", fmt.Errorf("attach %s with nbd-client on %s: %w", d.Name, dev, err)
 		}
 		return dev, nil
 	}
@@ -440,7 +468,7 @@ func (importStep) Undo(ctx context.Context, e *Env) error {
 	if e.Runbook.Data.Transport == runbooks.TransportNFS {
 		return nfsImportUndo(ctx, e, c)
 	}
-	for i, d := range e.Runbook.Data.Disks {
+	for _, d := range e.Runbook.Data.Disks {
 		d = mountFor(e.Runbook, d)
 		dir := importDir(d)
 		cmd := fmt.Sprintf(`set -e
@@ -449,9 +477,16 @@ if [ -e %[3]s/fuse/disk ]; then for l in $(losetup -j %[3]s/fuse/disk | cut -d: 
 # a detached loop device lets go of its file asynchronously: retry while busy
 if grep -qs ' %[3]s/fuse ' /proc/mounts; then for i in $(seq 50); do fusermount3 -u %[3]s/fuse 2>/dev/null && break; sleep 0.1; done; fi
 if grep -qs ' %[3]s/fuse ' /proc/mounts; then fusermount3 -u %[3]s/fuse; fi
-if %[4]s; then kill "$p"; fi
-if command -v nbd-client >/dev/null && [ -b /dev/nbd%[5]d ]; then nbd-client -c /dev/nbd%[5]d >/dev/null && nbd-client -d /dev/nbd%[5]d >/dev/null || true; fi`,
-			mountedCmd(d.Mount), shq(d.Mount), dir, pidAlive(dir+"/nbdfuse.pid", "nbdfuse"), i)
+if %[4]s; then kill "$p"; fi`,
+			mountedCmd(d.Mount), shq(d.Mount), dir, pidAlive(dir+"/nbdfuse.pid", "nbdfuse"))
+		// the kernel NBD device this run attached, and only that one
+		var dev string
+		if _, err := e.Load(StepImport, "nbd."+d.Name, &dev); err != nil {
+			return err
+		}
+		if dev != "" {
+			cmd += fmt.Sprintf("\nif nbd-client -c %[1]s >/dev/null 2>&1; then nbd-client -d %[1]s >/dev/null; fi", shq(dev))
+		}
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
 			return fmt.Errorf("detach %s from the spare: %w", d.Name, err)
 		}

@@ -311,11 +311,13 @@ func (fenceStep) Do(ctx context.Context, e *Env) error {
 			return fmt.Errorf("select rescue boot %s (id %d) and rescue key: %w", boot.Kernel, boot.ID, err)
 		}
 	}
-	if err := e.Save(ctx, "reboot.requestedAt", e.Clock().UTC()); err != nil {
-		return err
-	}
 	e.Hosts.DropPrimary()
 	ref, err := e.issueOnce(ctx, "reboot", provider.ScopeServer, string(id), "hardReboot", func(ctx context.Context) (provider.TaskRef, error) {
+		// the time of the request that really goes out: confirm-rescue
+		// checks the rescue booted after it
+		if err := e.Save(ctx, "reboot.requestedAt", e.Clock().UTC()); err != nil {
+			return provider.TaskRef{}, err
+		}
 		return e.Provider.Reboot(ctx, id)
 	})
 	if err != nil {
@@ -359,8 +361,10 @@ func (fenceStep) Undo(ctx context.Context, e *Env) error {
 			return fmt.Errorf("set netboot of %s back to boot %d: %w", id, before.BootID, err)
 		}
 	}
-	var rebooted provider.TaskRef
-	if ok, _ := e.Load("", "reboot.task", &rebooted); !ok || rebooted.ID == 0 {
+	// A reboot whose reply was lost counts: look for its task too.
+	if _, rebooted, err := e.inflight(ctx, "reboot", provider.ScopeServer, string(id), "hardReboot"); err != nil {
+		return err
+	} else if !rebooted {
 		return nil // never rebooted: nothing more to undo
 	}
 	e.Hosts.DropRescue()
@@ -436,6 +440,24 @@ func rescueClient(ctx context.Context, e *Env) (*remote.Client, error) {
 		return nil, errors.New("no rescue host key in the journal")
 	}
 	return e.Hosts.Rescue(ctx, key, nil, 30*time.Second)
+}
+
+// rescueForUndo is rescueClient for compensations: when the fence was
+// never confirmed nothing was done on the rescue system, and when the
+// rescue system has rebooted since (its host key changed) what this run
+// started there (exports, arrays) went away with that boot. Both are
+// ErrNoUndo, so a rollback is not stuck on a rescue system that moved on.
+func rescueForUndo(ctx context.Context, e *Env) (*remote.Client, error) {
+	if !fenceConfirmed(e) {
+		return nil, ErrNoUndo
+	}
+	c, err := rescueClient(ctx, e)
+	if errors.Is(err, remote.ErrHostKeyMismatch) {
+		e.Log.Warn().Err(err).Msg("the rescue system rebooted since it was confirmed: what this run started there is gone with that boot")
+		e.Printf("          the rescue system rebooted since it was confirmed: nothing of this run left there")
+		return nil, ErrNoUndo
+	}
+	return c, err
 }
 
 const probeScript = `hostname; echo '--'; cat /proc/cmdline; echo '--'; cat /proc/sys/kernel/random/boot_id; echo '--'; cut -d' ' -f1 /proc/uptime`

@@ -264,7 +264,7 @@ services:
     start: "true"
     stop: "true"
     health:
-      - command: "true"
+      - command: "test -e %[14]s/index.html"
 failover_ips:
   - %[15]s
 timeouts:

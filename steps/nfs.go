@@ -117,8 +117,8 @@ func nfsExportDo(ctx context.Context, e *Env) error {
 		e.Printf("          NFSv4 export of %d disk(s) by nfs-ganesha on %s to %s only", len(rb.Data.Disks), rb.Primary.PrivateAddress, rb.Spare.PrivateAddress)
 		return nil
 	}
-	for _, d := range rb.Data.Disks {
-		cmd := fmt.Sprintf("exportfs -o rw,sync,no_root_squash,no_subtree_check,fsid=%d %s:%s", 100+len(d.Name), rb.Spare.PrivateAddress, shq(nfsRoot(d)))
+	for i, d := range rb.Data.Disks {
+		cmd := fmt.Sprintf("exportfs -o rw,sync,no_root_squash,no_subtree_check,fsid=%d %s:%s", 100+i, rb.Spare.PrivateAddress, shq(nfsRoot(d)))
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
 			return fmt.Errorf("export %s with the kernel NFS server (is nfs-kernel-server running on the rescue system?): %w", d.Name, err)
 		}
@@ -127,7 +127,7 @@ func nfsExportDo(ctx context.Context, e *Env) error {
 }
 
 func nfsExportUndo(ctx context.Context, e *Env) error {
-	c, err := rescueClient(ctx, e)
+	c, err := rescueForUndo(ctx, e)
 	if err != nil {
 		return err
 	}

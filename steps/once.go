@@ -2,8 +2,10 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/takeover-dev/takeover/provider"
 )
@@ -16,32 +18,32 @@ import (
 // (key+".task"). On a later attempt a journalled task is returned as is; if
 // only the "before" list is journalled, the call may or may not have reached
 // the provider, so the task list is read and a task absent from the list is
-// adopted; only if there is none is the call made again.
+// adopted. When an earlier call's outcome was unknown, the list is watched
+// for unknownGrace (task lists lag behind) before the call is made again.
 func (e *Env) issueOnce(ctx context.Context, key string, scope provider.TaskScope, owner, function string,
 	call func(ctx context.Context) (provider.TaskRef, error)) (provider.TaskRef, error) {
-	var ref provider.TaskRef
-	if ok, err := e.Load("", key+".task", &ref); err != nil || ok {
+	ref, found, err := e.inflight(ctx, key, scope, owner, function)
+	if err != nil || found {
 		return ref, err
 	}
-	var before []int64
-	known, err := e.Load("", key+".before", &before)
-	if err != nil {
+	var unknownAt time.Time
+	if ok, err := e.Load("", key+".unknownAt", &unknownAt); err != nil {
 		return ref, err
+	} else if ok && !unknownAt.IsZero() {
+		for e.Clock().Sub(unknownAt) < unknownGrace {
+			select {
+			case <-ctx.Done():
+				return ref, ctx.Err()
+			case <-time.After(2 * time.Second):
+			}
+			if ref, found, err = e.inflight(ctx, key, scope, owner, function); err != nil || found {
+				return ref, err
+			}
+		}
 	}
 	refs, err := e.Provider.Tasks(ctx, scope, owner, function)
 	if err != nil {
 		return ref, fmt.Errorf("list %s tasks of %s: %w", function, owner, err)
-	}
-	if known {
-		for i := len(refs) - 1; i >= 0; i-- {
-			if !slices.Contains(before, refs[i].ID) {
-				e.Log.Warn().Str("task", refs[i].String()).Msg("adopting the task of an earlier attempt whose reply was not journalled")
-				if err := e.Save(ctx, key+".task", refs[i]); err != nil {
-					return ref, err
-				}
-				return refs[i], nil
-			}
-		}
 	}
 	ids := make([]int64, 0, len(refs))
 	for _, r := range refs {
@@ -54,6 +56,9 @@ func (e *Env) issueOnce(ctx context.Context, key string, scope provider.TaskScop
 		return ref, err
 	}
 	ref, err = call(ctx)
+	if errors.Is(err, provider.ErrUnknownOutcome) {
+		_ = e.Save(ctx, key+".unknownAt", e.Clock().UTC())
+	}
 	if err != nil {
 		return ref, err
 	}
@@ -66,10 +71,64 @@ func (e *Env) issueOnce(ctx context.Context, key string, scope provider.TaskScop
 	return ref, nil
 }
 
-// forget drops a journalled task handle so that a new call can be made
-// (used when the journalled task ended in failure and the step retries).
+// unknownGrace is how long a task list is watched, after a call whose
+// outcome was unknown, before the call is made again.
+const unknownGrace = 60 * time.Second
+
+// inflight returns the task of the call journalled under key: the task
+// journalled right after the call, or else a task that is not in the list
+// journalled before it (the call reached the provider but its reply was
+// lost), which it then journals. found is false when no call is known to
+// have reached the provider.
+func (e *Env) inflight(ctx context.Context, key string, scope provider.TaskScope, owner, function string) (ref provider.TaskRef, found bool, err error) {
+	if ok, err := e.Load("", key+".task", &ref); err != nil {
+		return ref, false, err
+	} else if ok && ref.ID != 0 {
+		return ref, true, nil
+	}
+	var before []int64
+	known, err := e.Load("", key+".before", &before)
+	if err != nil || !known {
+		return ref, false, err
+	}
+	refs, err := e.Provider.Tasks(ctx, scope, owner, function)
+	if err != nil {
+		return ref, false, fmt.Errorf("list %s tasks of %s: %w", function, owner, err)
+	}
+	for i := len(refs) - 1; i >= 0; i-- {
+		if !slices.Contains(before, refs[i].ID) {
+			e.Log.Warn().Str("task", refs[i].String()).Msg("adopting the task of an earlier attempt whose reply was not journalled")
+			if err := e.Save(ctx, key+".task", refs[i]); err != nil {
+				return ref, false, err
+			}
+			return refs[i], true, nil
+		}
+	}
+	return provider.TaskRef{}, false, nil
+}
+
+// forget drops a journalled task that ended in failure so that the step
+// can call again: the failed task joins the "before" list (so it is never
+// adopted again) and the journalled handle is cleared.
 func (e *Env) forget(ctx context.Context, key string) error {
-	return e.Save(ctx, key+".task", nil)
+	var failed provider.TaskRef
+	var before []int64
+	if _, err := e.Load("", key+".task", &failed); err != nil {
+		return err
+	}
+	if _, err := e.Load("", key+".before", &before); err != nil {
+		return err
+	}
+	if failed.ID != 0 && !slices.Contains(before, failed.ID) {
+		before = append(before, failed.ID)
+		if err := e.Save(ctx, key+".before", before); err != nil {
+			return err
+		}
+	}
+	if err := e.Save(ctx, key+".unknownAt", time.Time{}); err != nil {
+		return err
+	}
+	return e.Save(ctx, key+".task", provider.TaskRef{})
 }
 
 // waitTask waits for a provider task with the run's poll settings.

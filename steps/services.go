@@ -207,6 +207,11 @@ func (spareReadyStep) Do(ctx context.Context, e *Env) error {
 	if err != nil {
 		return err
 	}
+	for _, s := range e.Runbook.Services {
+		if healthy(ctx, c, []runbooks.Service{s}) == nil {
+			return fmt.Errorf("service %s already answers on spare %s before the takeover: it would serve its own data, not the primary's; stop it there first", s.Name, e.Runbook.Spare.Server)
+		}
+	}
 	for _, d := range e.Runbook.Data.Disks {
 		if _, err := c.Run(ctx, mountedCmd(d.Mount), nil); err == nil {
 			return fmt.Errorf("spare %s already has something mounted on %s: unmount it first (two writers must never share a disk)", e.Runbook.Spare.Server, d.Mount)
@@ -286,10 +291,11 @@ func moveIP(ctx context.Context, e *Env, ip netip.Prefix, key string, to provide
 // (the orchestrator died while it ran) is waited for first: reading the
 // route before it lands would leave the IP on the spare afterwards.
 func (s moveIPStep) Undo(ctx context.Context, e *Env) error {
-	var inflight provider.TaskRef
-	if ok, err := e.Load("", "move.task", &inflight); err != nil {
+	inflight, found, err := e.inflight(ctx, "move", provider.ScopeIP, s.ip.String(), "genericMoveFloatingIp")
+	if err != nil {
 		return err
-	} else if ok && inflight.ID != 0 {
+	}
+	if found {
 		purgedIsFinished := func(context.Context) (bool, error) { return true, nil }
 		if _, err := e.waitTask(ctx, inflight, purgedIsFinished); err != nil && !errors.Is(err, provider.ErrTaskFailed) {
 			return fmt.Errorf("wait for the move of %s in flight: %w", s.ip, err)
