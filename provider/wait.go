@@ -17,6 +17,7 @@ const (
 	DefaultWaitMax          = 10 * time.Second
 	DefaultWaitDeadline     = 60 * time.Minute
 	DefaultWaitTransient404 = 5 * time.Minute
+	DefaultWaitResolveAfter = 30 * time.Second
 )
 
 // WaitOptions tunes [WaitTask]. The zero value gives the default schedule.
@@ -39,6 +40,12 @@ type WaitOptions struct {
 	// read (404): done=true ends the wait successfully. It is how a resumed
 	// run learns the outcome of a task the provider already purged.
 	Resolve func(ctx context.Context) (done bool, err error)
+	// ResolveAfter is how long 404s must persist, measured with Clock,
+	// before Resolve is consulted (default 30 s; negative: at the first
+	// 404): OVH answers transient 404s right after creating a task, which
+	// say nothing about its outcome. Resolve is also consulted before
+	// WaitTask gives up on an unreadable task, even if that comes sooner.
+	ResolveAfter time.Duration
 	// Clock and After replace time.Now and time.After (tests).
 	Clock func() time.Time
 	After func(time.Duration) <-chan time.Time
@@ -68,6 +75,12 @@ func (o WaitOptions) withDefaults() WaitOptions {
 	if o.Transient404 <= 0 {
 		o.Transient404 = DefaultWaitTransient404
 	}
+	if o.ResolveAfter == 0 {
+		o.ResolveAfter = DefaultWaitResolveAfter
+	}
+	if o.ResolveAfter < 0 {
+		o.ResolveAfter = 0
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -81,8 +94,8 @@ func (o WaitOptions) withDefaults() WaitOptions {
 // state. A task ending in another terminal status (cancelled, customerError,
 // ovhError) gives an error wrapping [ErrTaskFailed] that names the task, its
 // owner, status and comment. Reads failing with ErrNotFound or a transient
-// error are retried for opts.Transient404, consulting opts.Resolve on
-// ErrNotFound; other read errors (ErrAuth, ErrPermanent, ...) end the wait
+// error are retried for opts.Transient404, consulting opts.Resolve once
+// ErrNotFound has lasted opts.ResolveAfter (and before giving up); other read errors (ErrAuth, ErrPermanent, ...) end the wait
 // at once. Running past opts.Deadline gives an error wrapping
 // context.DeadlineExceeded. WaitTask only reads, so it is safe to call again
 // after a crash.
@@ -92,7 +105,8 @@ func WaitTask(ctx context.Context, p Provider, ref TaskRef, opts WaitOptions) (T
 	delay, next := o.Initial, o.Min
 	var (
 		last     Task
-		errSince time.Time
+		errSince time.Time // start of the current run of failed reads
+		nfSince  time.Time // first ErrNotFound of that run
 	)
 	for {
 		if elapsed := o.Clock().Sub(start); delay > o.Deadline-elapsed {
@@ -112,7 +126,7 @@ func WaitTask(ctx context.Context, p Provider, ref TaskRef, opts WaitOptions) (T
 		now := o.Clock()
 		switch {
 		case err == nil:
-			errSince = time.Time{}
+			errSince, nfSince = time.Time{}, time.Time{}
 			last = t
 			if o.OnPoll != nil {
 				o.OnPoll(t)
@@ -131,8 +145,13 @@ func WaitTask(ctx context.Context, p Provider, ref TaskRef, opts WaitOptions) (T
 			if errSince.IsZero() {
 				errSince = now
 			}
+			notFound := errors.Is(err, ErrNotFound)
+			if notFound && nfSince.IsZero() {
+				nfSince = now
+			}
+			gone := now.Sub(errSince)
 			resolved := ""
-			if errors.Is(err, ErrNotFound) && o.Resolve != nil {
+			if notFound && o.Resolve != nil && (now.Sub(nfSince) >= o.ResolveAfter || gone >= o.Transient404) {
 				done, rerr := o.Resolve(ctx)
 				switch {
 				case rerr != nil:
@@ -148,7 +167,7 @@ func WaitTask(ctx context.Context, p Provider, ref TaskRef, opts WaitOptions) (T
 					resolved = "; state does not show its effect"
 				}
 			}
-			if gone := now.Sub(errSince); gone >= o.Transient404 {
+			if gone >= o.Transient404 {
 				return last, fmt.Errorf("wait for %s: task unreadable for %s%s: %w", ref, gone, resolved, err)
 			}
 			var ra *RetryAfterError

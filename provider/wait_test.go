@@ -159,6 +159,7 @@ func TestWaitTaskResolve(t *testing.T) {
 			resolves := 0
 			got, err := provider.WaitTask(t.Context(), p, ref, ft.opts(provider.WaitOptions{
 				Transient404: 30 * time.Second,
+				ResolveAfter: -1,
 				Resolve:      func(context.Context) (bool, error) { resolves++; return tc.done, nil },
 			}))
 			if tc.wantErr {
@@ -174,6 +175,71 @@ func TestWaitTaskResolve(t *testing.T) {
 				t.Errorf("resolves = %d, reads = %d; want 1 and 1", resolves, p.reads)
 			}
 		})
+	}
+}
+
+// TestWaitTaskResolveAfter: Resolve is consulted only once 404s have
+// lasted ResolveAfter (default 30 s); the reads go on until then.
+func TestWaitTaskResolveAfter(t *testing.T) {
+	ft := newFakeTime()
+	p := &scripted{answers: []answer{{err: notFound()}}}
+	var resolvedAt time.Time
+	var readsAtResolve int
+	got, err := provider.WaitTask(t.Context(), p, ref, ft.opts(provider.WaitOptions{
+		Resolve: func(context.Context) (bool, error) {
+			resolvedAt, readsAtResolve = ft.now, p.reads
+			return true, nil
+		},
+	}))
+	if err != nil || got.Status != provider.TaskDone {
+		t.Fatalf("WaitTask = %+v, %v; want done by state", got, err)
+	}
+	firstRead := newFakeTime().now.Add(provider.DefaultWaitInitial)
+	// Reads at +10, 13, 19, 29, 39 s see 404s for less than 30 s; the
+	// read at +49 s is the first after the grace period.
+	if gone := resolvedAt.Sub(firstRead); gone < provider.DefaultWaitResolveAfter {
+		t.Errorf("Resolve consulted after %s of 404s, want at least %s", gone, provider.DefaultWaitResolveAfter)
+	}
+	if readsAtResolve != 6 {
+		t.Errorf("Resolve consulted at read %d, want 6", readsAtResolve)
+	}
+}
+
+// TestWaitTaskTransient404NotResolved: 404s right after a task is created
+// do not make WaitTask ask Resolve; the task's real end is reported.
+func TestWaitTaskTransient404NotResolved(t *testing.T) {
+	ft := newFakeTime()
+	p := &scripted{answers: []answer{{err: notFound()}, {err: notFound()}, {status: "doing"}, {status: "done"}}}
+	resolves := 0
+	got, err := provider.WaitTask(t.Context(), p, ref, ft.opts(provider.WaitOptions{
+		Resolve: func(context.Context) (bool, error) { resolves++; return true, nil },
+	}))
+	if err != nil {
+		t.Fatalf("WaitTask: %v", err)
+	}
+	if resolves != 0 {
+		t.Errorf("Resolve consulted %d times during transient 404s, want 0", resolves)
+	}
+	if got.Comment != "Reboot asked" || p.reads != 4 {
+		t.Errorf("WaitTask = %+v after %d reads; want the task read as done after 4 reads", got, p.reads)
+	}
+}
+
+// TestWaitTaskResolveBeforeGivingUp: when Transient404 is shorter than
+// ResolveAfter, Resolve still decides before WaitTask gives up.
+func TestWaitTaskResolveBeforeGivingUp(t *testing.T) {
+	ft := newFakeTime()
+	p := &scripted{answers: []answer{{err: notFound()}}}
+	resolves := 0
+	got, err := provider.WaitTask(t.Context(), p, ref, ft.opts(provider.WaitOptions{
+		Transient404: 10 * time.Second,
+		Resolve:      func(context.Context) (bool, error) { resolves++; return true, nil },
+	}))
+	if err != nil || got.Status != provider.TaskDone {
+		t.Fatalf("WaitTask = %+v, %v; want done by state", got, err)
+	}
+	if resolves != 1 || p.reads != 4 {
+		t.Errorf("resolves = %d, reads = %d; want 1 and 4", resolves, p.reads)
 	}
 }
 

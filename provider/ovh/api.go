@@ -282,8 +282,20 @@ func (c *Client) CanMoveIP(ctx context.Context, ip netip.Prefix, to provider.Ser
 	return nil
 }
 
+// noTaskError is a 2xx reply to a task-creating POST that names no task
+// (empty body, null, {}): the call may or may not have taken effect.
+type noTaskError struct{ qid string }
+
+func (e *noTaskError) Error() string {
+	msg := "the API accepted the call but its reply names no task"
+	if e.qid != "" {
+		msg += " (X-OVH-Query-Id: " + e.qid + ")"
+	}
+	return msg
+}
+
 // Reboot implements [provider.Provider]: the POST is sent once; if its reply
-// is lost the task list tells whether it took effect.
+// is lost, or names no task, the task list tells whether it took effect.
 func (c *Client) Reboot(ctx context.Context, id provider.ServerID) (provider.TaskRef, error) {
 	op := "reboot " + string(id)
 	owner := string(id)
@@ -292,9 +304,12 @@ func (c *Client) Reboot(ctx context.Context, id provider.ServerID) (provider.Tas
 		return provider.TaskRef{}, fmt.Errorf("%s: %w", op, err)
 	}
 	var t apiTask
-	_, err = c.call(ctx, "POST", serverPath(id)+"/reboot", nil, &t)
-	if err == nil {
+	qid, err := c.call(ctx, "POST", serverPath(id)+"/reboot", nil, &t)
+	if err == nil && t.TaskID != 0 {
 		return provider.TaskRef{Scope: provider.ScopeServer, Owner: owner, ID: t.TaskID}, nil
+	}
+	if err == nil {
+		err = &noTaskError{qid: qid}
 	}
 	return c.afterFailedPost(ctx, op, provider.ScopeServer, owner, FuncHardReboot, before, err, nil)
 }
@@ -315,9 +330,12 @@ func (c *Client) MoveIP(ctx context.Context, ip netip.Prefix, to provider.Server
 		return provider.TaskRef{}, fmt.Errorf("%s: %w", op, err)
 	}
 	var t apiTask
-	_, err = c.call(ctx, "POST", ipPath(owner)+"/move", map[string]string{"to": string(to)}, &t)
-	if err == nil {
+	qid, err := c.call(ctx, "POST", ipPath(owner)+"/move", map[string]string{"to": string(to)}, &t)
+	if err == nil && t.TaskID != 0 {
 		return provider.TaskRef{Scope: provider.ScopeIP, Owner: owner, ID: t.TaskID}, nil
+	}
+	if err == nil {
+		err = &noTaskError{qid: qid}
 	}
 	routed := func(ctx context.Context) (bool, error) {
 		r, err := c.RouteOf(ctx, ip)
@@ -327,8 +345,9 @@ func (c *Client) MoveIP(ctx context.Context, ip netip.Prefix, to provider.Server
 }
 
 // afterFailedPost turns a failed POST into the error to return, or, when
-// its outcome is unknown, into the task it created if observation finds it.
-// done, if set, recognises the effect being in place without a task.
+// its outcome is unknown (reply lost, or a 2xx naming no task), into the
+// task it created if observation finds it. done, if set, recognises the
+// effect being in place without a task.
 func (c *Client) afterFailedPost(ctx context.Context, op string, scope provider.TaskScope, owner, function string,
 	before []int64, postErr error, done func(context.Context) (bool, error)) (provider.TaskRef, error) {
 	if !unknownOutcome(postErr) {
@@ -339,12 +358,14 @@ func (c *Client) afterFailedPost(ctx context.Context, op string, scope provider.
 		}
 		return provider.TaskRef{}, wrap(op, postErr)
 	}
-	c.log.Warn().Err(postErr).Str("op", op).Msg("reply to a non-idempotent call lost; observing the task list instead of resending")
+	c.log.Warn().Err(postErr).Str("op", op).Msg("outcome of a non-idempotent call unknown; observing the task list instead of resending")
 	// The caller may be giving up, but the POST may have run: learn its
 	// task within a bounded time so it can be journalled.
 	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(c.poll.Tries)*c.poll.Interval+c.timeout)
 	defer cancel()
+	start := time.Now()
 	var obsErr error
+	tries := 0
 	for i := range c.poll.Tries {
 		if i > 0 {
 			select {
@@ -352,6 +373,7 @@ func (c *Client) afterFailedPost(ctx context.Context, op string, scope provider.
 			case <-time.After(c.poll.Interval):
 			}
 		}
+		tries++
 		ids, err := c.taskIDs(octx, scope, owner, function)
 		if err != nil {
 			obsErr = err
@@ -359,7 +381,7 @@ func (c *Client) afterFailedPost(ctx context.Context, op string, scope provider.
 		for j := len(ids) - 1; j >= 0; j-- {
 			if !slices.Contains(before, ids[j]) {
 				ref := provider.TaskRef{Scope: scope, Owner: owner, ID: ids[j]}
-				c.log.Warn().Str("op", op).Stringer("task", ref).Msg("adopted the task created by the call whose reply was lost")
+				c.log.Warn().Str("op", op).Stringer("task", ref).Msg("adopted the task created by the call whose outcome was unknown")
 				return ref, nil
 			}
 		}
@@ -369,15 +391,19 @@ func (c *Client) afterFailedPost(ctx context.Context, op string, scope provider.
 				obsErr = err
 			}
 			if ok {
-				c.log.Warn().Str("op", op).Msg("call whose reply was lost already took effect")
+				c.log.Warn().Str("op", op).Msg("call whose outcome was unknown already took effect")
 				return provider.TaskRef{}, nil
 			}
 		}
+		if octx.Err() != nil {
+			break
+		}
 	}
+	observed := fmt.Sprintf("observed the %s task list for %s (%d looks)", function, time.Since(start).Round(time.Millisecond), tries)
 	if obsErr != nil {
-		return provider.TaskRef{}, fmt.Errorf("%s: %w: %w (observing failed too: %v)", op, provider.ErrUnknownOutcome, postErr, obsErr)
+		return provider.TaskRef{}, fmt.Errorf("%s: %w: %w (%s; observing failed too: %v)", op, provider.ErrUnknownOutcome, postErr, observed, obsErr)
 	}
-	return provider.TaskRef{}, fmt.Errorf("%s: %w: no new %s task appeared: %w", op, provider.ErrUnknownOutcome, function, postErr)
+	return provider.TaskRef{}, fmt.Errorf("%s: %w: no new %s task appeared (%s): %w", op, provider.ErrUnknownOutcome, function, observed, postErr)
 }
 
 // pendingTask describes the newest unfinished task of owner, or "".

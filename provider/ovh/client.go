@@ -51,12 +51,20 @@ type RetryConfig struct {
 }
 
 // PollConfig tunes how the client learns the outcome of a POST whose reply
-// was lost: it lists tasks up to Tries times, Interval apart, because a new
-// task may show in the list with a lag.
+// was lost or named no task: it lists tasks up to Tries times, Interval
+// apart, because a new task may show in the list with a lag, which on OVH
+// can last well beyond a few seconds. The defaults observe for about 30 s.
 type PollConfig struct {
-	Tries    int           // default 3
+	Tries    int           // default 15
 	Interval time.Duration // default 2 s
 }
+
+// Default lost-reply observation: DefaultPollTries looks,
+// DefaultPollInterval apart.
+const (
+	DefaultPollTries    = 15
+	DefaultPollInterval = 2 * time.Second
+)
 
 // Client is a [provider.Provider] on the OVH API. It is safe for concurrent
 // use.
@@ -90,10 +98,10 @@ func New(cfg Config) (*Client, error) {
 		cfg.Retry.WaitMax = 8 * time.Second
 	}
 	if cfg.Poll.Tries <= 0 {
-		cfg.Poll.Tries = 3
+		cfg.Poll.Tries = DefaultPollTries
 	}
 	if cfg.Poll.Interval <= 0 {
-		cfg.Poll.Interval = 2 * time.Second
+		cfg.Poll.Interval = DefaultPollInterval
 	}
 
 	api, err := ovh.NewClient(cfg.Endpoint, cfg.AppKey, cfg.AppSecret, cfg.ConsumerKey)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -69,6 +71,15 @@ type world struct {
 	posts    atomic.Int64
 	// onRequest, if set, sees every request before the simulator does.
 	onRequest func(*http.Request)
+	// reply, if set, may replace the body of the simulator's reply to a
+	// request (process: let the simulator act on it first).
+	reply func(*http.Request) (body string, process, ok bool)
+}
+
+func (w *world) setReply(f func(*http.Request) (body string, process, ok bool)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reply = f
 }
 
 func (w *world) setOnRequest(f func(*http.Request)) {
@@ -132,10 +143,28 @@ func newWorld(t testing.TB, edit func(*sim.Config, *ovh.Config)) *world {
 			w.posts.Add(1)
 		}
 		w.mu.Lock()
-		f := w.onRequest
+		f, reply := w.onRequest, w.reply
 		w.mu.Unlock()
 		if f != nil {
 			f(r)
+		}
+		if reply != nil {
+			if body, process, ok := reply(r); ok {
+				code := http.StatusOK
+				if process {
+					sr := httptest.NewRecorder()
+					w.sim.ServeHTTP(sr, r)
+					code = sr.Code
+					maps.Copy(rw.Header(), sr.Header())
+					rw.Header().Del("Content-Length")
+				}
+				rw.WriteHeader(code)
+				_, _ = io.WriteString(rw, body)
+				w.mu.Lock()
+				w.statuses[r.Method+" "+strconv.Itoa(code)]++
+				w.mu.Unlock()
+				return
+			}
 		}
 		rec := &hijackRecorder{ResponseWriter: rw, code: http.StatusOK}
 		w.sim.ServeHTTP(rec, r)
@@ -607,6 +636,99 @@ func TestMoveIPLostReplyRouted(t *testing.T) {
 	}
 	if n := w.sim.Counters().Moves[fip.String()]; n != 1 {
 		t.Errorf("simulator accepted %d moves, want 1", n)
+	}
+	if got := w.sim.Route(fip.String()); got != spare {
+		t.Errorf("route = %q, want %q", got, spare)
+	}
+	if !strings.Contains(w.log.String(), "already took effect") {
+		t.Errorf("the route-based decision was not logged")
+	}
+}
+
+// noTaskBodies are 2xx reply bodies to a task-creating POST that name no
+// task.
+var noTaskBodies = map[string]string{"empty": "", "null": "null", "object": "{}"}
+
+// replyWithoutTask makes the simulator act on POSTs under prefix, then
+// replaces its reply with body; process=false answers without acting.
+func replyWithoutTask(prefix, body string, process bool) func(*http.Request) (string, bool, bool) {
+	return func(r *http.Request) (string, bool, bool) {
+		if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.EscapedPath(), "/1.0"+prefix) {
+			return "", false, false
+		}
+		return body, process, true
+	}
+}
+
+// TestRebootNoTaskID: the API accepts the reboot but its 2xx reply names no
+// task; the client does not take that for "nothing to do" but adopts the
+// task the call created, without resending.
+func TestRebootNoTaskID(t *testing.T) {
+	for name, body := range noTaskBodies {
+		t.Run(name, func(t *testing.T) {
+			w := newWorld(t, func(c *sim.Config, _ *ovh.Config) { c.Latency.ListLag = 30 * time.Millisecond })
+			w.setReply(replyWithoutTask("/dedicated/server/"+primary+"/reboot", body, true))
+			ref, err := w.client.Reboot(t.Context(), primary)
+			if err != nil {
+				t.Fatalf("Reboot answered without a task id: %v", err)
+			}
+			if ref.ID == 0 {
+				t.Fatalf("Reboot = %+v, want the task the call created", ref)
+			}
+			if st, ok := w.sim.Task(ref); !ok || st.Function != ovh.FuncHardReboot {
+				t.Fatalf("adopted %v, which the simulator knows as %+v (%v)", ref, st, ok)
+			}
+			if n := w.posts.Load(); n != 1 {
+				t.Errorf("client sent %d POSTs, want exactly 1", n)
+			}
+			if !strings.Contains(w.log.String(), "adopted") {
+				t.Errorf("adopting a task was not logged")
+			}
+		})
+	}
+}
+
+// TestRebootNoTaskIDNoEffect: a 2xx naming no task, and no new task shows:
+// the outcome is unknown, and the error says how long the client looked.
+func TestRebootNoTaskIDNoEffect(t *testing.T) {
+	w := newWorld(t, func(_ *sim.Config, c *ovh.Config) { c.Poll = ovh.PollConfig{Tries: 3, Interval: 10 * time.Millisecond} })
+	w.setReply(replyWithoutTask("/dedicated/server/"+primary+"/reboot", "{}", false))
+	ref, err := w.client.Reboot(t.Context(), primary)
+	if !errors.Is(err, provider.ErrUnknownOutcome) {
+		t.Fatalf("Reboot = %+v, %v; want ErrUnknownOutcome", ref, err)
+	}
+	mustContain(t, "Reboot", err, "reboot "+primary, "names no task", "observed the hardReboot task list for", "3 looks")
+	if n := w.posts.Load(); n != 1 {
+		t.Errorf("client sent %d POSTs, want exactly 1", n)
+	}
+}
+
+// TestMoveIPNoTaskID: as TestRebootNoTaskID for a move: the task is adopted.
+func TestMoveIPNoTaskID(t *testing.T) {
+	w := newWorld(t, func(c *sim.Config, _ *ovh.Config) {
+		c.Latency = sim.Latency{TaskStart: 100 * time.Millisecond, MoveDoing: time.Hour, ListLag: 30 * time.Millisecond}
+	})
+	w.setReply(replyWithoutTask(fipPath+"/move", "null", true))
+	ref, err := w.client.MoveIP(t.Context(), fip, spare)
+	if err != nil {
+		t.Fatalf("MoveIP answered without a task id: %v", err)
+	}
+	if ref.Scope != provider.ScopeIP || ref.Owner != fip.String() || ref.ID == 0 {
+		t.Fatalf("MoveIP = %+v, want the IP task of %s the call created", ref, fip)
+	}
+	if n := w.sim.Counters().Moves[fip.String()]; n != 1 {
+		t.Errorf("simulator accepted %d moves, want exactly 1", n)
+	}
+}
+
+// TestMoveIPNoTaskIDRouted: a 2xx naming no task, the task list lags, but
+// the route shows the move in place: done, with no task.
+func TestMoveIPNoTaskIDRouted(t *testing.T) {
+	w := newWorld(t, func(c *sim.Config, _ *ovh.Config) { c.Latency = sim.Latency{ListLag: time.Hour} })
+	w.setReply(replyWithoutTask(fipPath+"/move", "", true))
+	ref, err := w.client.MoveIP(t.Context(), fip, spare)
+	if err != nil || ref != (provider.TaskRef{}) {
+		t.Fatalf("MoveIP = %+v, %v; want zero ref and nil (done by route)", ref, err)
 	}
 	if got := w.sim.Route(fip.String()); got != spare {
 		t.Errorf("route = %q, want %q", got, spare)
