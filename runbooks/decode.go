@@ -43,11 +43,11 @@ func Parse(name string, data []byte) (*Runbook, error) {
 func parse(name string, data []byte) (*Runbook, ErrorList) {
 	rb := &Runbook{File: name}
 	d := &decoder{
-		file:   name,
-		values: map[string]*yaml.Node{},
-		keys:   map[string]*yaml.Node{},
-		badPos: map[[2]int]bool{},
-		bad:    map[string]bool{},
+		file:    name,
+		values:  map[string]*yaml.Node{},
+		keys:    map[string]*yaml.Node{},
+		secrets: map[*yaml.Node]bool{},
+		bad:     map[string]bool{},
 	}
 	root := d.document(data)
 	if root == nil {
@@ -74,8 +74,12 @@ type decoder struct {
 	root   *yaml.Node
 	values map[string]*yaml.Node // path → value node, for keys present with a non-null value
 	keys   map[string]*yaml.Node // path → key node, for keys present; a list item's own node
-	badPos map[[2]int]bool       // positions already reported by the secret scan
-	bad    map[string]bool       // paths whose value could not be decoded
+	// secrets are the nodes the secret scan reported: credential keys and
+	// private-key values. They are skipped, not their enclosing section:
+	// a block mapping starts where its first key does, so matching by
+	// position would hide a whole section behind its first key.
+	secrets map[*yaml.Node]bool
+	bad     map[string]bool // paths whose value could not be decoded
 }
 
 var syntaxLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -170,9 +174,8 @@ func (d *decoder) scanSecrets(n *yaml.Node) {
 }
 
 func (d *decoder) secret(n *yaml.Node, msg, hint string) {
-	line, col := nodePos(n)
-	d.badPos[[2]int{line, col}] = true
-	d.add(line, col, msg, hint)
+	d.secrets[n] = true
+	d.errAt(n, msg, hint)
 }
 
 // markBad marks path as reported: validation says nothing more about it or
@@ -237,7 +240,7 @@ func (d *decoder) decodeValue(path string, n *yaml.Node, v reflect.Value) {
 		d.fail(path, n, "write the value out", "YAML aliases are not supported in runbooks")
 		return
 	}
-	if d.badPos[pos2(n)] {
+	if d.secrets[n] {
 		d.markBad(path)
 		return
 	}
@@ -364,11 +367,6 @@ func (d *decoder) decodeValue(path string, n *yaml.Node, v reflect.Value) {
 	}
 }
 
-func pos2(n *yaml.Node) [2]int {
-	l, c := nodePos(n)
-	return [2]int{l, c}
-}
-
 // scalar returns the text of a string scalar.
 func (d *decoder) scalar(path string, n *yaml.Node, want string) (string, bool) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!bool" {
@@ -410,7 +408,7 @@ func (d *decoder) decodeStruct(path string, n *yaml.Node, v reflect.Value) {
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
-		if d.badPos[pos2(k)] {
+		if d.secrets[k] {
 			continue // a credential key, already reported
 		}
 		if k.Kind != yaml.ScalarNode {

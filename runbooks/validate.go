@@ -328,6 +328,9 @@ func (v *validator) data() {
 				v.errf(p+".mount", "an absolute, clean path such as /srv/www", "invalid mount point %q", disk.Mount)
 			case disk.Mount == "/":
 				v.errf(p+".mount", "the spare's own root stays in place", "cannot mount over /")
+			case hiddenSystemDir(disk.Mount) != "":
+				v.errf(p+".mount", "mount imports on a directory of their own, such as /srv/www; the spare's system directories stay in place",
+					"cannot mount over %s: it would hide the spare's %s", disk.Mount, hiddenSystemDir(disk.Mount))
 			default:
 				if first, dup := mounts[disk.Mount]; dup {
 					v.errf(p+".mount", "", "duplicate mount point %q (also %s)", disk.Mount, first)
@@ -352,12 +355,96 @@ func (v *validator) data() {
 		v.errf("data.raid.allow_degraded", "set data.raid.assemble: true", "only meaningful when md arrays are assembled")
 	}
 	if d.Copy.Enabled {
-		if v.required("data.copy.target", "a directory on the spare's own disks") && !absClean(d.Copy.Target) {
-			v.errf("data.copy.target", "", "invalid target %q: want an absolute, clean path", d.Copy.Target)
-		}
-	} else if v.present("data.copy.target") && !absClean(d.Copy.Target) {
-		v.errf("data.copy.target", "", "invalid target %q: want an absolute, clean path", d.Copy.Target)
+		v.required("data.copy.target", "a directory on the spare's own disks")
 	}
+	if v.present("data.copy.target") {
+		v.copyTarget()
+	}
+}
+
+const copyHint = "the copy runs rsync --delete into target/<disk name>: use a directory of its own on the spare's disks, such as /srv/takeover-copy"
+
+// copyTarget checks data.copy.target: the copy step mirrors each disk into
+// target/<disk name> with rsync --delete, so neither the target nor any of
+// those directories may touch a system directory or a disk's mount point.
+func (v *validator) copyTarget() {
+	d := &v.rb.Data
+	t := d.Copy.Target
+	if !absClean(t) {
+		v.errf("data.copy.target", "", "invalid target %q: want an absolute, clean path", t)
+		return
+	}
+	if t == "/" {
+		v.errf("data.copy.target", copyHint, "copy target cannot be /")
+		return
+	}
+	if s := systemOverlap(t); s != "" {
+		v.errf("data.copy.target", copyHint, "copy target %q overlaps the spare's system directory %s", t, s)
+		return
+	}
+	for i, disk := range d.Disks {
+		if !exportRE.MatchString(disk.Name) || v.d.isBad(fmt.Sprintf("data.disks[%d].name", i)) {
+			continue
+		}
+		dst := path.Join(t, disk.Name)
+		for j, m := range d.Disks {
+			if !absClean(m.Mount) || v.d.isBad(fmt.Sprintf("data.disks[%d].mount", j)) {
+				continue
+			}
+			if within(dst, m.Mount) || within(m.Mount, dst) {
+				v.errf("data.copy.target", copyHint, "the copy of disk %s (%s) overlaps data.disks[%d].mount %s", disk.Name, dst, j, m.Mount)
+				return
+			}
+		}
+	}
+}
+
+// systemDirs are the spare's own system directories: no copy target may
+// overlap them and no mount point may hide them. "/lib*" stands for every
+// top-level directory whose name starts with "lib" (/lib, /lib64, /libx32).
+// README.md lists them.
+var systemDirs = []string{"/bin", "/boot", "/dev", "/etc", "/lib*", "/proc", "/run", "/sbin", "/sys", "/usr", "/var/lib"}
+
+// within reports whether clean absolute path p is dir or inside it.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// systemOverlap returns a system directory that p is, is inside or holds,
+// or "".
+func systemOverlap(p string) string {
+	top, _, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	for _, d := range systemDirs {
+		if d == "/lib*" {
+			if strings.HasPrefix(top, "lib") {
+				return "/" + top
+			}
+			continue
+		}
+		if within(p, d) || within(d, p) {
+			return d
+		}
+	}
+	return ""
+}
+
+// hiddenSystemDir returns a system directory that a mount on p would hide
+// (p itself, or one below it), or "". Mounts inside a system directory, such
+// as /var/lib/postgresql, are allowed.
+func hiddenSystemDir(p string) string {
+	top, rest, _ := strings.Cut(strings.TrimPrefix(p, "/"), "/")
+	for _, d := range systemDirs {
+		if d == "/lib*" {
+			if rest == "" && strings.HasPrefix(top, "lib") {
+				return "/" + top
+			}
+			continue
+		}
+		if within(d, p) {
+			return d
+		}
+	}
+	return ""
 }
 
 func (v *validator) services() {
@@ -430,13 +517,17 @@ func (v *validator) health(p string, h Health) {
 	switch set[0] {
 	case "http":
 		u, err := url.Parse(h.HTTP)
+		shown := redactURL(h.HTTP)
 		switch {
 		case err != nil:
-			v.errf(p+".http", "a URL such as http://127.0.0.1/health", "invalid URL %q", h.HTTP)
+			v.errf(p+".http", "a URL such as http://127.0.0.1/health", "invalid URL %q", shown)
+		case u.User != nil:
+			v.errf(p+".http", "health URLs reach the journal, the output and the spare's process list: check a URL that needs no credentials, or use a command check that reads them from a file on the spare",
+				"URL %q carries credentials (user:password@)", shown)
 		case u.Scheme != "http" && u.Scheme != "https":
-			v.errf(p+".http", "a URL such as http://127.0.0.1/health", "URL %q: scheme must be http or https", h.HTTP)
+			v.errf(p+".http", "a URL such as http://127.0.0.1/health", "URL %q: scheme must be http or https", shown)
 		case u.Host == "" || u.Hostname() == "":
-			v.errf(p+".http", "a URL such as http://127.0.0.1/health", "URL %q has no host", h.HTTP)
+			v.errf(p+".http", "a URL such as http://127.0.0.1/health", "URL %q has no host", shown)
 		}
 		if h.Status < 100 || h.Status > 599 {
 			v.errf(p+".status", "", "HTTP status %d out of range 100-599", h.Status)
@@ -577,12 +668,50 @@ func (v *validator) endpoint(p, e string) {
 		return
 	}
 	u, err := url.Parse(e)
+	shown := redactURL(e)
 	switch {
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		v.errf(p, "an endpoint name such as ovh-eu, or a URL such as https://eu.api.ovh.com/1.0", "invalid endpoint %q", e)
+		v.errf(p, "an endpoint name such as ovh-eu, or a URL such as https://eu.api.ovh.com/1.0", "invalid endpoint %q", shown)
+	case u.User != nil:
+		v.errf(p, secretHint, "endpoint %q carries credentials (user:password@)", shown)
+	case u.RawQuery != "" || u.ForceQuery || strings.Contains(e, "#"):
+		v.errf(p, "remove it: an endpoint is scheme://host[:port]/path, such as https://eu.api.ovh.com/1.0", "endpoint %q has a query or fragment", shown)
 	case strings.HasSuffix(e, "/"):
 		v.errf(p, "remove the trailing slash", "endpoint %q ends with /", e)
+	case u.Scheme == "http" && !localAddr(u.Hostname()):
+		v.errf(p, "use https; plain http is for the simulator and the lab, on a loopback or private (RFC 1918 or ULA) IP address",
+			"plain-http endpoint %q would send the application and consumer keys in clear", e)
 	}
+}
+
+// localAddr reports whether host is a loopback or private (RFC 1918, ULA)
+// IP address. Host names do not count: what they resolve to can change.
+func localAddr(host string) bool {
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	a = a.Unmap()
+	return a.IsLoopback() || a.IsPrivate()
+}
+
+// redactURL hides the userinfo of a URL-like string, so that messages
+// never repeat a password.
+func redactURL(s string) string {
+	_, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		return s
+	}
+	start := len(s) - len(rest)
+	end := len(rest)
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		end = i
+	}
+	at := strings.LastIndexByte(rest[:end], '@')
+	if at < 0 {
+		return s
+	}
+	return s[:start] + "xxxxx" + s[start+at:]
 }
 
 func absClean(p string) bool { return strings.HasPrefix(p, "/") && path.Clean(p) == p }
