@@ -94,6 +94,13 @@ type arrayState struct {
 // a RAID member in place of its array, a filesystem type other than the
 // runbook's, and two disks on one device; and (ErrMounted) a device that is
 // mounted on the rescue system, or has a mounted partition or holder.
+//
+// A disk with an explicit device and a label and/or UUID is also refused
+// (ErrNoDevice) when the device's filesystem has another label or UUID, or
+// none: the rescue kernel may number disks differently from the primary's
+// own. For an md array that is only being assembled the check needs a
+// second look, so the last action asks for Rediscover. A lab image file is
+// not inspected: its label and UUID are not compared.
 func Plan(devs []BlockDevice, arrays []MDArray, want []runbooks.Disk, policy runbooks.RAID) ([]Action, error) {
 	flat := Flatten(devs)
 	byPath := map[string]BlockDevice{}
@@ -145,7 +152,8 @@ func Plan(devs []BlockDevice, arrays []MDArray, want []runbooks.Disk, policy run
 	}
 
 	used := map[string]string{} // device → disk
-	var unresolved []string
+	var unresolved []string     // disks to find by label or uuid after assembling
+	var unverified []string     // disks whose explicit array is assembled now: check its label/uuid after
 	for _, d := range want {
 		dev := d.Device
 		if dev == "auto" {
@@ -168,6 +176,9 @@ func Plan(devs []BlockDevice, arrays []MDArray, want []runbooks.Disk, policy run
 				}
 				if err := assemble(st, fmt.Sprintf("assemble md array %s for disk %s", st.Device, d.Name)); err != nil {
 					return nil, err
+				}
+				if d.Label != "" || d.UUID != "" {
+					unverified = append(unverified, d.Name)
 				}
 				target, why = dev, fmt.Sprintf("md array %s named by the runbook, assembled above", st.Device)
 				break
@@ -216,6 +227,10 @@ func Plan(devs []BlockDevice, arrays []MDArray, want []runbooks.Disk, policy run
 		actions = append(actions, Action{Disk: d.Name, Device: target, Why: fmt.Sprintf("disk %s is %s: %s", d.Name, target, why)})
 	}
 
+	if len(unresolved) == 0 && len(unverified) > 0 {
+		actions = append(actions, Action{Rediscover: true,
+			Why: fmt.Sprintf("discover again after assembling: check the label or uuid of disk(s) %s", strings.Join(unverified, ", "))})
+	}
 	if len(unresolved) > 0 {
 		var pending []arrayState
 		for _, st := range states {
@@ -252,11 +267,15 @@ func isMember(bd BlockDevice) bool {
 	return bd.FSType == "linux_raid_member" || bd.FSType == "LVM2_member"
 }
 
-// checkDevice refuses a RAID/LVM member, a wrong filesystem type and a
-// mounted device (itself, a partition of it or a holder on it).
+// checkDevice refuses a RAID/LVM member, a device whose label or UUID is
+// not the runbook's, a wrong filesystem type and a mounted device (itself,
+// a partition of it or a holder on it).
 func checkDevice(d runbooks.Disk, bd BlockDevice, flat []BlockDevice) error {
 	if isMember(bd) {
 		return fmt.Errorf("%w: disk %s: %s is a %s; export the array or volume, not its member", ErrNoDevice, d.Name, bd.Path, bd.FSType)
+	}
+	if err := checkIdentity(d, bd); err != nil {
+		return err
 	}
 	if d.FSType != "" && bd.FSType != "" && bd.FSType != d.FSType {
 		return fmt.Errorf("%w: disk %s: %s holds %s, the runbook says %s", ErrNoDevice, d.Name, bd.Path, bd.FSType, d.FSType)
@@ -265,6 +284,32 @@ func checkDevice(d runbooks.Disk, bd BlockDevice, flat []BlockDevice) error {
 		return fmt.Errorf("%w: disk %s: %s; the rescue side never mounts what it exports: unmount it first", ErrMounted, d.Name, mp)
 	}
 	return nil
+}
+
+// checkIdentity refuses a device whose filesystem label or UUID (from
+// lsblk merged with blkid) differs from the runbook's, naming both.
+func checkIdentity(d runbooks.Disk, bd BlockDevice) error {
+	labelOK := d.Label == "" || bd.Label == d.Label
+	uuidOK := d.UUID == "" || strings.EqualFold(bd.UUID, d.UUID)
+	if labelOK && uuidOK {
+		return nil
+	}
+	var has []string
+	if d.Label != "" {
+		has = append(has, orNone("label", bd.Label))
+	}
+	if d.UUID != "" {
+		has = append(has, orNone("uuid", bd.UUID))
+	}
+	return fmt.Errorf("%w: disk %s: %s has %s, the runbook says %s; the rescue kernel may number disks differently: check which device holds the filesystem, or set device: auto",
+		ErrNoDevice, d.Name, bd.Path, strings.Join(has, " and "), describe(d))
+}
+
+func orNone(what, v string) string {
+	if v == "" {
+		return "no " + what
+	}
+	return what + " " + v
 }
 
 // mountedBelow describes the first mount on bd or on any device built on
