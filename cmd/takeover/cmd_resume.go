@@ -89,13 +89,13 @@ func runResume(ctx context.Context, o ResumeOptions, g *globalOptions, run strin
 	}
 	fmt.Fprintf(g.stdout, "takeover %s: resuming (runbook %s, mode %s, started by %s on %s)\n", run, v.Header.Runbook, v.Header.Mode, v.Header.Who, v.Header.Host)
 	if err := s.runner.Resume(rctx, run, s.plan, s.env, o.Skip); err != nil {
-		return finish(rctx, run, err)
+		return finish(rctx, run, "resume", err)
 	}
 	fmt.Fprintf(g.stdout, "takeover %s: complete — %s is served by %s\n", run, s.rb.Name, s.rb.Spare.Server)
 	if s.mode == runbooks.ModeDrill {
 		fmt.Fprintf(g.stdout, "takeover %s: drill: failing back\n", run)
 		if err := s.runner.Rollback(rctx, run, s.plan, s.env); err != nil {
-			return finish(rctx, run, err)
+			return finish(rctx, run, "failback", err)
 		}
 		return printReport(ctx, g, s.store, run)
 	}

@@ -89,7 +89,7 @@ func runRollback(ctx context.Context, o RollbackOptions, g *globalOptions, run s
 		if errors.Is(err, steps.ErrRunFinished) {
 			return err
 		}
-		return finish(rctx, run, err)
+		return finish(rctx, run, map[bool]string{true: "failback", false: "rollback"}[failback], err)
 	}
 	fmt.Fprintf(g.stdout, "takeover %s: rolled back — %s is served by %s again\n", run, s.rb.Name, s.rb.Primary.Server)
 	return nil

@@ -64,21 +64,62 @@ func runRun(ctx context.Context, o RunOptions, g *globalOptions, runbookPath str
 	if err != nil {
 		return err
 	}
+	if err := refuseUnfinished(ctx, s); err != nil {
+		return err
+	}
 	who, host := whoami()
 	fmt.Fprintf(g.stdout, "takeover %s: runbook %s, mode %s, %s → %s (forecast %s)\n", run, s.rb.Name, mode, s.rb.Primary.Server, s.rb.Spare.Server, s.plan.Expected().Round(time.Second))
 	rbFile, _ := filepath.Abs(s.rb.File)
 	h := steps.Header{Run: run, Runbook: s.rb.Name, RunbookFile: rbFile, Mode: string(mode), Who: who, Host: host, Locks: steps.LockNames(s.rb)}
 	err = s.runner.Start(rctx, h, s.plan, s.env)
 	if err != nil {
-		return finish(rctx, run, err)
+		return finish(rctx, run, "run", err)
 	}
 	fmt.Fprintf(g.stdout, "takeover %s: complete — %s is served by %s\n", run, s.rb.Name, s.rb.Spare.Server)
 	if mode == runbooks.ModeDrill {
 		fmt.Fprintf(g.stdout, "takeover %s: drill: failing back\n", run)
 		if err := s.runner.Rollback(rctx, run, s.plan, s.env); err != nil {
-			return finish(rctx, run, err)
+			return finish(rctx, run, "failback", err)
 		}
 		return printReport(ctx, g, s.store, run)
+	}
+	return nil
+}
+
+// unfinishedRunError refuses a new run while an unfinished run holds (held)
+// the same servers or IPs: starting over would fence a rescue system whose
+// disks another run has exported, and its "before" state would be wrong.
+type unfinishedRunError struct {
+	header steps.Header
+}
+
+func (e *unfinishedRunError) Error() string {
+	h := e.header
+	return fmt.Sprintf("run %s of runbook %s (started by %s on %s at %s) is unfinished and acts on the same servers or IPs",
+		h.Run, h.Runbook, h.Who, h.Host, h.Created.Local().Format("2006-01-02 15:04:05"))
+}
+
+// refuseUnfinished returns an *unfinishedRunError if an unfinished run
+// shares a lock name with s's runbook.
+func refuseUnfinished(ctx context.Context, s *session) error {
+	mine := map[string]bool{}
+	for _, n := range steps.LockNames(s.rb) {
+		mine[n] = true
+	}
+	ids, err := s.store.Runs(ctx)
+	if err != nil {
+		return fmt.Errorf("list runs: %w", err)
+	}
+	for _, id := range ids {
+		v, err := steps.LoadRun(ctx, s.store, id)
+		if err != nil || v.Outcome != "" {
+			continue // unreadable runs are reported by status; finished ones are done
+		}
+		for _, n := range v.Header.Locks {
+			if mine[n] {
+				return &unfinishedRunError{header: v.Header}
+			}
+		}
 	}
 	return nil
 }

@@ -132,12 +132,12 @@ func (s *session) lock(ctx context.Context, run, op string) (context.Context, er
 
 // finish turns a runner error into the CLI's error, with the cause of a
 // cancelled context (a lost lease) made visible.
-func finish(ctx context.Context, run string, err error) error {
+func finish(ctx context.Context, run, op string, err error) error {
 	if err == nil {
 		return nil
 	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) && errors.Is(err, context.Canceled) {
-		err = fmt.Errorf("%w (%v)", err, cause)
+		err = fmt.Errorf("%w (%w)", err, cause)
 	}
-	return &runError{run: run, err: err}
+	return &runError{run: run, op: op, err: err}
 }

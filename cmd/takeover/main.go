@@ -85,9 +85,10 @@ func withHint(err error, hints ...string) error {
 }
 
 // runError is returned by commands that drive a run, so that the exit path
-// can name the run in its hints.
+// can name the run and the operation in its hints.
 type runError struct {
 	run string
+	op  string // run, resume, rollback, failback
 	err error
 }
 
@@ -104,18 +105,34 @@ func report(w io.Writer, err error) int {
 		run = re.run
 	}
 	var ue *usageError
+	var unfinished *unfinishedRunError
+	undoing := re != nil && (re.op == "rollback" || re.op == "failback")
 	switch {
 	case errors.As(err, &ue):
 		code = exitUsage
 		hints = append(hints, `run "takeover help" or "takeover COMMAND --help"`)
+	case errors.As(err, &unfinished):
+		code = exitLocked
+		u := unfinished.header.Run
+		hints = append(hints, fmt.Sprintf("continue it with \"takeover resume %s\" or undo it with \"takeover rollback %s\"; \"takeover status %s\" shows where it stopped", u, u, u))
+	case errors.Is(err, state.ErrLeaseLost):
+		code = exitError
+		hints = append(hints, "the lease on the run's servers was lost (store unreachable, or this machine slept past it): another operator may have taken over",
+			fmt.Sprintf("check \"takeover status %s\" before doing anything else", run))
 	case errors.Is(err, context.Canceled):
 		code = exitInterrupted
-		if run != "" {
+		switch {
+		case run != "" && undoing:
+			hints = append(hints, fmt.Sprintf("the journal is saved and locks released; continue with \"takeover %s %s\"", re.op, run))
+		case run != "":
 			hints = append(hints, fmt.Sprintf("the journal is saved and locks released; continue with \"takeover resume %s\" or undo with \"takeover rollback %s\"", run, run))
 		}
 	case errors.Is(err, steps.ErrRunFailed):
 		code = exitStepFailed
-		if run != "" {
+		switch {
+		case run != "" && undoing:
+			hints = append(hints, fmt.Sprintf("fix the cause, then run \"takeover %s %s\" again: it goes on from the step that failed; see \"takeover status %s\"", re.op, run, run))
+		case run != "":
 			hints = append(hints,
 				fmt.Sprintf("fix the cause, then \"takeover resume %s\" (retries the failed step) or \"takeover resume %s --skip STEP\"", run, run),
 				fmt.Sprintf("or undo what was done with \"takeover rollback %s\"; see \"takeover status %s\"", run, run))

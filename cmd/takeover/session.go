@@ -133,27 +133,61 @@ func lockAll(ctx context.Context, st state.Store, names []string, run, op string
 		ls.wg.Add(1)
 		go func(l state.Lease) {
 			defer ls.wg.Done()
-			t := time.NewTicker(leaseTTL / 3)
-			defer t.Stop()
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-l.Lost():
-					cancel(fmt.Errorf("lease on %s lost: %w", l.Info().Name, state.ErrLeaseLost))
-					return
-				case <-t.C:
-					if err := l.Refresh(wctx); err != nil && wctx.Err() == nil {
-						log.Error().Err(err).Str("lock", l.Info().Name).Msg("lease refresh failed; stopping the run")
-						cancel(fmt.Errorf("refresh lease on %s: %w", l.Info().Name, err))
-						return
-					}
-				}
-			}
+			keepLease(wctx, l, cancel, log)
 		}(l)
 	}
 	return rctx, ls, nil
 }
+
+// keepLease refreshes l every few seconds until wctx ends. It cancels the
+// run when the store says the lease is lost, or when the lease's expiry
+// passed on the wall clock without a successful refresh: the monotonic
+// clock stands still while a laptop sleeps, the wall clock does not, and
+// after a suspend longer than the TTL someone else may hold the lock. A
+// refresh that fails for a moment (a store hiccup) is retried until then.
+func keepLease(wctx context.Context, l state.Lease, cancel context.CancelCauseFunc, log zerolog.Logger) {
+	name := l.Info().Name
+	// expires is a wall-clock time (Round(0) drops the monotonic reading)
+	expires := time.Now().Round(0).Add(leaseTTL)
+	t := time.NewTicker(leaseRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-wctx.Done():
+			return
+		case <-l.Lost():
+			cancel(fmt.Errorf("lease on %s lost: %w", name, state.ErrLeaseLost))
+			return
+		case <-t.C:
+			now := time.Now().Round(0)
+			if now.After(expires.Add(-leaseMargin)) {
+				log.Error().Str("lock", name).Time("expired", expires).Msg("lease not refreshed in time (suspended?); stopping the run")
+				cancel(fmt.Errorf("lease on %s expired at %s without a refresh: %w", name, expires.Format(time.RFC3339), state.ErrLeaseLost))
+				return
+			}
+			err := l.Refresh(wctx)
+			switch {
+			case err == nil:
+				expires = now.Add(leaseTTL)
+			case wctx.Err() != nil:
+				return
+			case errors.Is(err, state.ErrLeaseLost):
+				log.Error().Err(err).Str("lock", name).Msg("lease lost; stopping the run")
+				cancel(fmt.Errorf("refresh lease on %s: %w", name, err))
+				return
+			default:
+				log.Warn().Err(err).Str("lock", name).Time("expires", expires).Msg("lease refresh failed; retrying until it expires")
+			}
+		}
+	}
+}
+
+// leaseRefresh is how often leases are refreshed; leaseMargin is how long
+// before its expiry an unrefreshed lease stops the run.
+const (
+	leaseRefresh = 5 * time.Second
+	leaseMargin  = 5 * time.Second
+)
 
 // release gives every lease up, even after the run's context ended.
 func (ls *lockSet) release(log zerolog.Logger) {
@@ -169,11 +203,17 @@ func (ls *lockSet) release(log zerolog.Logger) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var wg sync.WaitGroup
 	for _, l := range ls.leases {
-		if err := l.Release(ctx); err != nil {
-			log.Error().Err(err).Str("lock", l.Info().Name).Msg("release lock")
-		}
+		wg.Add(1)
+		go func(l state.Lease) { // in parallel: against a dead store each waits its timeout
+			defer wg.Done()
+			if err := l.Release(ctx); err != nil {
+				log.Error().Err(err).Str("lock", l.Info().Name).Msg("release lock")
+			}
+		}(l)
 	}
+	wg.Wait()
 }
 
 // progress prints step transitions on stdout: one line per start and end,
@@ -188,6 +228,8 @@ type progress struct {
 	status  bool // a live status line is on screen
 	paused  bool // a prompt owns the terminal
 	stop    chan struct{}
+	// closeOnce guards stop, which tick reads without the mutex
+	closeOnce sync.Once
 }
 
 // pause stops (or restarts) the live line while a prompt owns the terminal.
@@ -203,17 +245,17 @@ func newProgress(w io.Writer) *progress {
 	if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
 		p.tty = true
 		p.stop = make(chan struct{})
-		go p.tick()
+		go p.tick(p.stop)
 	}
 	return p
 }
 
-func (p *progress) tick() {
+func (p *progress) tick(stop <-chan struct{}) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.stop:
+		case <-stop:
 			return
 		case <-t.C:
 			p.mu.Lock()
@@ -225,10 +267,11 @@ func (p *progress) tick() {
 
 // close stops the live line.
 func (p *progress) close() {
-	if p.stop != nil {
-		close(p.stop)
-		p.stop = nil
-	}
+	p.closeOnce.Do(func() {
+		if p.stop != nil {
+			close(p.stop)
+		}
+	})
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.clear()
