@@ -173,12 +173,31 @@ func (s *Store) Unlock(ctx context.Context, id string) error {
 	return nil
 }
 
+// wallCheck bounds how long the monitor sleeps between looks at the
+// deadline: Go timers run on the monotonic clock, which stands still while
+// the machine is suspended, so only a look at the wall clock notices that a
+// suspend outlasted the lease.
+const wallCheck = time.Second
+
+// remaining is how long until deadline, by whichever of the monotonic and
+// the wall clock says less. The monotonic clock is immune to clock steps
+// but does not advance during a suspend; the wall clock does (etcd's own
+// clock kept running, so the lease expired there), so a process waking from
+// a suspend longer than its ttl sees its lease as lost.
+func remaining(deadline time.Time) time.Duration {
+	mono := time.Until(deadline)
+	wall := deadline.Round(0).Sub(time.Now().Round(0))
+	return min(mono, wall)
+}
+
 // lease is a held lock: a key attached to an etcd lease.
 type lease struct {
-	s   *Store
-	key string
-	id  clientv3.LeaseID
-	ttl time.Duration // as granted by the server
+	s        *Store
+	key      string
+	id       clientv3.LeaseID
+	ttl      time.Duration // as granted by the server
+	name     string        // lock name, immutable (info is rewritten by Refresh)
+	holderID string        // holder ID, immutable
 
 	refreshMu sync.Mutex // one Refresh at a time
 
@@ -197,7 +216,7 @@ type lease struct {
 func (s *Store) newLease(key string, id clientv3.LeaseID, ttl time.Duration, info state.LockInfo, rev int64, deadline time.Time) *lease {
 	ctx, stop := context.WithCancel(context.Background())
 	l := &lease{
-		s: s, key: key, id: id, ttl: ttl,
+		s: s, key: key, id: id, ttl: ttl, name: info.Name, holderID: info.ID,
 		info: info, rev: rev, deadline: deadline,
 		lost: make(chan struct{}),
 		poke: make(chan struct{}, 1),
@@ -214,17 +233,17 @@ func (s *Store) newLease(key string, id clientv3.LeaseID, ttl time.Duration, inf
 // Unlock, a takeover).
 func (l *lease) monitor(ctx context.Context, wch clientv3.WatchChan) {
 	defer l.stop() // ends the watch once the lease is lost
-	timer := time.NewTimer(time.Until(l.getDeadline()))
+	timer := time.NewTimer(min(remaining(l.getDeadline()), wallCheck))
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.poke:
-			timer.Reset(time.Until(l.getDeadline()))
+			timer.Reset(min(remaining(l.getDeadline()), wallCheck))
 		case <-timer.C:
-			if d := time.Until(l.getDeadline()); d > 0 {
-				timer.Reset(d)
+			if d := remaining(l.getDeadline()); d > 0 {
+				timer.Reset(min(d, wallCheck))
 				continue
 			}
 			l.markLost("expired: not refreshed within its ttl")
@@ -264,7 +283,7 @@ func (l *lease) markLost(why string) {
 	}
 	l.lostOnce.Do(func() {
 		close(l.lost)
-		l.s.log.Warn().Str("lock", l.info.Name).Str("id", l.info.ID).Str("reason", why).Msg("lease lost")
+		l.s.log.Warn().Str("lock", l.name).Str("id", l.holderID).Str("reason", why).Msg("lease lost")
 	})
 }
 
@@ -292,7 +311,7 @@ func (l *lease) Lost() <-chan struct{} { return l.lost }
 func (l *lease) Refresh(ctx context.Context) error {
 	l.refreshMu.Lock()
 	defer l.refreshMu.Unlock()
-	name := l.info.Name
+	name := l.name
 	l.mu.Lock()
 	released, deadline := l.released, l.deadline
 	l.mu.Unlock()
@@ -301,6 +320,12 @@ func (l *lease) Refresh(ctx context.Context) error {
 	}
 	if l.isLost() {
 		return fmt.Errorf("refresh lock %s: %w", name, state.ErrLeaseLost)
+	}
+	if remaining(deadline) <= 0 {
+		// Typically after a suspend: etcd has expired the lease, or is
+		// about to, and another process may already hold the lock.
+		l.markLost("expired: not refreshed within its ttl (wall clock)")
+		return fmt.Errorf("refresh lock %s: expired at %s: %w", name, deadline.Round(0).Format(time.RFC3339), state.ErrLeaseLost)
 	}
 
 	start := time.Now()
@@ -312,7 +337,7 @@ func (l *lease) Refresh(ctx context.Context) error {
 	defer cancel2()
 	ka, err := l.s.cli.KeepAliveOnce(kctx, l.id)
 	if err != nil {
-		if errors.Is(err, rpctypes.ErrLeaseNotFound) || !time.Now().Before(deadline) {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) || remaining(deadline) <= 0 {
 			l.markLost("refresh failed: " + err.Error())
 			return fmt.Errorf("refresh lock %s: %w: %w", name, state.ErrLeaseLost, err)
 		}
@@ -341,6 +366,10 @@ func (l *lease) Refresh(ctx context.Context) error {
 		Commit()
 	if err != nil {
 		// The lease itself was renewed; only the displayed expiry is stale.
+		// A txn that timed out may still have committed: the key then holds
+		// the new expiry at a revision we did not learn, and the next
+		// Refresh's compare fails and reports the lease lost although it is
+		// ours. That errs on the safe side (the run stops), so it is left so.
 		return fmt.Errorf("refresh lock %s: update holder: %w", name, err)
 	}
 	if !resp.Succeeded {
@@ -372,9 +401,9 @@ func (l *lease) Release(ctx context.Context) error {
 		l.mu.Lock()
 		l.released = false
 		l.mu.Unlock()
-		return fmt.Errorf("release lock %s: %w", l.info.Name, err)
+		return fmt.Errorf("release lock %s: %w", l.name, err)
 	}
 	l.stop()
-	l.s.log.Debug().Str("lock", l.info.Name).Str("id", l.info.ID).Msg("lock released")
+	l.s.log.Debug().Str("lock", l.name).Str("id", l.holderID).Msg("lock released")
 	return nil
 }
