@@ -228,16 +228,35 @@ func (s *Store) Append(ctx context.Context, rec state.Record) error {
 			return fmt.Errorf("append to journal %s: remove torn last line: %w", path, err)
 		}
 	}
-	if _, err := f.WriteAt(line, validEnd); err != nil {
-		// Leave no partial line behind if we can; a reader would take it
-		// for a torn write anyway.
-		_ = f.Truncate(validEnd)
+	if err := appendLine(f, line, validEnd); err != nil {
 		return fmt.Errorf("append record %d to journal %s: %w", rec.Seq, path, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("append record %d to journal %s: fsync: %w", rec.Seq, path, err)
-	}
 	return nil
+}
+
+// journalFile is what appendLine needs of an open journal (an *os.File).
+type journalFile interface {
+	WriteAt(b []byte, off int64) (int, error)
+	Sync() error
+	Truncate(size int64) error
+}
+
+// appendLine writes line at end and fsyncs it. If either fails the file is
+// truncated back to end: a record whose append reported an error must not
+// stay visible, or the retry of the same record would find it and fail with
+// a conflict, and a reader would see a record that may not survive a crash.
+func appendLine(f journalFile, line []byte, end int64) error {
+	_, err := f.WriteAt(line, end)
+	if err == nil {
+		if err = f.Sync(); err == nil {
+			return nil
+		}
+		err = fmt.Errorf("fsync: %w", err)
+	}
+	if terr := f.Truncate(end); terr != nil {
+		return fmt.Errorf("%w (and removing the record again failed: %v)", err, terr)
+	}
+	return err
 }
 
 // Records implements [state.Store.Records].
