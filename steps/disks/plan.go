@@ -185,7 +185,18 @@ func Plan(devs []BlockDevice, arrays []MDArray, want []runbooks.Disk, policy run
 			}
 			bd, ok := byPath[dev]
 			if !ok {
-				return nil, fmt.Errorf("%w: disk %s: device %s not found on the rescue system", ErrNoDevice, d.Name, dev)
+				err := fmt.Errorf("%w: disk %s: device %s not found on the rescue system", ErrNoDevice, d.Name, dev)
+				if strings.HasPrefix(dev, "/dev/md") && len(arrays) > 0 {
+					// md numbers are not in the superblock: the rescue system
+					// names arrays after their superblock name (/dev/md/www)
+					var known []string
+					for _, a := range arrays {
+						known = append(known, fmt.Sprintf("%s (name %s, UUID %s)", a.Device, a.Name, a.UUID))
+					}
+					err = fmt.Errorf("%w; the md arrays found are %s: name one of those as device, or identify the disk by label or uuid with device: auto",
+						err, strings.Join(known, ", "))
+				}
+				return nil, err
 			}
 			if err := checkDevice(d, bd, flat); err != nil {
 				return nil, err
