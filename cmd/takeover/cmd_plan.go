@@ -76,6 +76,15 @@ func runPlan(ctx context.Context, o PlanOptions, g *globalOptions, path string) 
 	if err != nil {
 		return err
 	}
+	// Forecast from past runs of this runbook (drills), where there are any.
+	var hist steps.History
+	if st, err := g.openStore(ctx, log); err == nil {
+		hist, _ = steps.LoadHistory(ctx, st, rb.Name)
+		st.Close()
+		plan = plan.WithHistory(hist)
+	} else {
+		log.Debug().Err(err).Msg("no state store: forecast from provider defaults only")
+	}
 	var out []planStep
 	for _, n := range plan.Nodes {
 		out = append(out, planStep{Name: n.Step.Name(), After: n.After, Server: n.Server, Finalizer: n.Finalizer,
@@ -96,11 +105,11 @@ func runPlan(ctx context.Context, o PlanOptions, g *globalOptions, path string) 
 	}
 	if o.Output == "json" {
 		if err := writeJSON(g.stdout, map[string]any{"runbook": rb.Name, "mode": mode, "steps": out,
-			"expectedNs": plan.Expected(), "driftChecked": driftChecked, "drift": drift}); err != nil {
+			"expectedNs": plan.Expected(), "forecastRuns": hist.Runs, "driftChecked": driftChecked, "drift": drift}); err != nil {
 			return err
 		}
 	} else {
-		printPlan(g.stdout, rb, mode, out, plan.Expected())
+		printPlan(g.stdout, rb, mode, out, plan.Expected(), hist.Runs)
 		if driftChecked && len(drift) == 0 {
 			fmt.Fprintf(g.stdout, "\ndrift: none — the provider's inventory matches the runbook\n")
 		}
@@ -111,7 +120,7 @@ func runPlan(ctx context.Context, o PlanOptions, g *globalOptions, path string) 
 	return nil
 }
 
-func printPlan(w io.Writer, rb *runbooks.Runbook, mode runbooks.Mode, ps []planStep, total time.Duration) {
+func printPlan(w io.Writer, rb *runbooks.Runbook, mode runbooks.Mode, ps []planStep, total time.Duration, pastRuns int) {
 	fmt.Fprintf(w, "plan: runbook %s, mode %s\n  %s → %s, IPs", rb.Name, mode, rb.Primary.Server, rb.Spare.Server)
 	for _, ip := range rb.FailoverIPs {
 		fmt.Fprintf(w, " %s", ip)
@@ -140,7 +149,11 @@ func printPlan(w io.Writer, rb *runbooks.Runbook, mode runbooks.Mode, ps []planS
 			fmt.Fprintf(w, "      checks: %s\n", p.Checks)
 		}
 	}
-	fmt.Fprintf(w, "\nforecast: %s (provider defaults; longest chain of expected step times)", fmtDur(total))
+	basis := "provider defaults"
+	if pastRuns > 0 {
+		basis = fmt.Sprintf("median of %d past run(s) of this runbook, provider defaults for steps they lack", pastRuns)
+	}
+	fmt.Fprintf(w, "\nforecast: %s (%s; longest chain of expected step times)", fmtDur(total), basis)
 	if rb.TargetRTO.Duration > 0 {
 		fmt.Fprintf(w, "; target RTO %s", fmtDur(rb.TargetRTO.Duration))
 	}

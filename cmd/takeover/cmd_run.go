@@ -68,7 +68,11 @@ func runRun(ctx context.Context, o RunOptions, g *globalOptions, runbookPath str
 		return err
 	}
 	who, host := whoami()
-	fmt.Fprintf(g.stdout, "takeover %s: runbook %s, mode %s, %s → %s (forecast %s)\n", run, s.rb.Name, mode, s.rb.Primary.Server, s.rb.Spare.Server, s.plan.Expected().Round(time.Second))
+	forecast := s.plan.Expected()
+	if hist, err := steps.LoadHistory(ctx, s.store, s.rb.Name); err == nil && hist.Runs > 0 {
+		forecast = s.plan.WithHistory(hist).Expected()
+	}
+	fmt.Fprintf(g.stdout, "takeover %s: runbook %s, mode %s, %s → %s (forecast %s)\n", run, s.rb.Name, mode, s.rb.Primary.Server, s.rb.Spare.Server, forecast.Round(100*time.Millisecond))
 	rbFile, _ := filepath.Abs(s.rb.File)
 	h := steps.Header{Run: run, Runbook: s.rb.Name, RunbookFile: rbFile, Mode: string(mode), Who: who, Host: host, Locks: steps.LockNames(s.rb)}
 	err = s.runner.Start(rctx, h, s.plan, s.env)
