@@ -130,13 +130,24 @@ func writeTimeline(w io.Writer, v *steps.RunView) {
 		case state.PhaseSkipped:
 			ev = "skipped by operator"
 		case state.PhaseWaiting:
-			ev = "waiting: " + string(r.Out)
+			var w struct {
+				On string `json:"on"`
+			}
+			if json.Unmarshal(r.Out, &w) == nil && w.On != "" {
+				ev = "waiting on " + w.On
+			} else {
+				ev = "waiting: " + string(r.Out)
+			}
 		case state.PhaseUndoIntent:
 			ev = "undo started"
 		case state.PhaseUndone:
 			ev = "undone"
 		case state.PhaseRunFinished:
-			ev = "run finished: " + string(r.Out)
+			var o struct {
+				Outcome string `json:"outcome"`
+			}
+			_ = json.Unmarshal(r.Out, &o)
+			ev = "**run finished: " + o.Outcome + "**"
 		default:
 			continue // notes are in --output json
 		}
