@@ -115,9 +115,6 @@ func onceProblems(w *world) []string {
 // every journal record, resumes it in a new process, and checks that the
 // run completes with every side effect applied exactly once.
 func TestCrashEveryBoundary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("re-executes the test binary many times")
-	}
 	// Count the records of an uninterrupted run.
 	ref := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(ref, "world"), 0o700); err != nil {

@@ -295,11 +295,17 @@ func importDir(d runbooks.Disk) string { return spareRunDir + "/import/" + d.Nam
 // mountFor is where the import mounts disk d on the spare: its final mount
 // point, or a staging directory when planned mode copies the data to the
 // spare's own disks first.
-func mountFor(rb *runbooks.Runbook, d runbooks.Disk) runbooks.Disk {
-	if rb.Data.Copy.Enabled {
+func mountFor(e *Env, d runbooks.Disk) runbooks.Disk {
+	if copies(e) {
 		d.Mount = importDir(d) + "/mnt"
 	}
 	return d
+}
+
+// copies reports whether this run copies the data to the spare's disks:
+// planned mode with data.copy enabled (the copy step exists only then).
+func copies(e *Env) bool {
+	return e.Mode == runbooks.ModePlanned && e.Runbook.Data.Copy.Enabled
 }
 
 // mountedCmd reports (in shell) whether mount point m is mounted.
@@ -328,10 +334,10 @@ func (importStep) Check(ctx context.Context, e *Env) (bool, error) {
 		return nfsImportCheck(ctx, e, c)
 	}
 	for _, d := range e.Runbook.Data.Disks {
-		if e.Runbook.Data.Copy.Enabled && e.StepDone(StepCopy) {
+		if copies(e) && e.StepDone(StepCopy) {
 			continue // copied and detached: the import's job is over
 		}
-		d = mountFor(e.Runbook, d)
+		d = mountFor(e, d)
 		if _, err := c.Run(ctx, mountedCmd(d.Mount)+" && "+expectCmd(d), nil); err != nil {
 			return false, nil
 		}
@@ -371,7 +377,7 @@ func (importStep) Do(ctx context.Context, e *Env) error {
 	}
 	rb := e.Runbook
 	for i, d := range rb.Data.Disks {
-		d = mountFor(rb, d)
+		d = mountFor(e, d)
 		if _, err := c.Run(ctx, mountedCmd(d.Mount), nil); err == nil {
 			continue
 		}
@@ -469,7 +475,7 @@ func (importStep) Undo(ctx context.Context, e *Env) error {
 		return nfsImportUndo(ctx, e, c)
 	}
 	for _, d := range e.Runbook.Data.Disks {
-		d = mountFor(e.Runbook, d)
+		d = mountFor(e, d)
 		dir := importDir(d)
 		cmd := fmt.Sprintf(`set -e
 if %[1]s; then umount %[2]s; fi
@@ -516,7 +522,7 @@ func (copyStep) Check(ctx context.Context, e *Env) (bool, error) {
 		return false, err
 	}
 	for _, d := range e.Runbook.Data.Disks {
-		if _, err := c.Run(ctx, mountedCmd(d.Mount)+" && "+expectCmd(d)+" && ! "+mountedCmd(mountFor(e.Runbook, d).Mount), nil); err != nil {
+		if _, err := c.Run(ctx, mountedCmd(d.Mount)+" && "+expectCmd(d)+" && ! "+mountedCmd(mountFor(e, d).Mount), nil); err != nil {
 			return false, nil
 		}
 	}
@@ -530,7 +536,7 @@ func (copyStep) Do(ctx context.Context, e *Env) error {
 	}
 	rb := e.Runbook
 	for _, d := range rb.Data.Disks {
-		src, dst := mountFor(rb, d).Mount, copyDir(rb, d)
+		src, dst := mountFor(e, d).Mount, copyDir(rb, d)
 		if _, err := c.Run(ctx, mountedCmd(d.Mount), nil); err == nil {
 			continue
 		}

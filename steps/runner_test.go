@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/rs/zerolog"
@@ -226,8 +227,12 @@ func TestParallelStepsOverlap(t *testing.T) {
 		}
 		close(all)
 	}()
-	if err := r.Start(t.Context(), steps.Header{Run: "p"}, steps.Plan{Nodes: gates}, &steps.Env{}); err != nil {
-		t.Fatal(err)
+	// Steps run one at a time would wait for each other forever: bound it so
+	// the test fails instead of hanging.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := r.Start(ctx, steps.Header{Run: "p"}, steps.Plan{Nodes: gates}, &steps.Env{}); err != nil {
+		t.Fatalf("independent steps did not run in parallel: %v", err)
 	}
 }
 

@@ -155,8 +155,10 @@ func writeTimeline(w io.Writer, v *steps.RunView) {
 	}
 }
 
-// printReport prints a drill's report: per-step timings and the totals.
-func printReport(ctx context.Context, g *globalOptions, st state.Store, run string) error {
+// printReport prints a drill's report: per-step timings, the takeover's
+// time (start to commit, people's waits apart) against the runbook's target
+// RTO, and the totals.
+func printReport(ctx context.Context, g *globalOptions, st state.Store, run string, targetRTO time.Duration) error {
 	v, err := steps.LoadRun(ctx, st, run)
 	if err != nil {
 		return err
@@ -165,8 +167,22 @@ func printReport(ctx context.Context, g *globalOptions, st state.Store, run stri
 	for _, s := range v.Ordered() {
 		fmt.Fprintf(g.stdout, "  %-26s %-8s %s\n", s.Name, s.State, fmtDur(s.Duration))
 	}
-	total := v.Updated.Sub(v.Header.Created)
 	human := humanTime(v)
+	for _, r := range v.Records {
+		if r.Step == steps.StepCommit && r.Phase == state.PhaseDone {
+			took := r.At.Sub(v.Header.Created) - human
+			verdict := ""
+			if targetRTO > 0 {
+				verdict = fmt.Sprintf(" against a target RTO of %s: met", fmtDur(targetRTO))
+				if took > targetRTO {
+					verdict = fmt.Sprintf(" against a target RTO of %s: MISSED by %s", fmtDur(targetRTO), fmtDur(took-targetRTO))
+				}
+			}
+			fmt.Fprintf(g.stdout, "  takeover (start to commit, without people's waits) %s%s\n", fmtDur(took), verdict)
+			break
+		}
+	}
+	total := v.Updated.Sub(v.Header.Created)
 	fmt.Fprintf(g.stdout, "  total %s (machine %s, people %s), outcome %s\n", fmtDur(total), fmtDur(total-human), fmtDur(human), v.Outcome)
 	return nil
 }

@@ -93,11 +93,7 @@ func runResume(ctx context.Context, o ResumeOptions, g *globalOptions, run strin
 	}
 	fmt.Fprintf(g.stdout, "takeover %s: complete — %s is served by %s\n", run, s.rb.Name, s.rb.Spare.Server)
 	if s.mode == runbooks.ModeDrill {
-		fmt.Fprintf(g.stdout, "takeover %s: drill: failing back\n", run)
-		if err := s.runner.Rollback(rctx, run, s.plan, s.env); err != nil {
-			return finish(rctx, run, "failback", err)
-		}
-		return printReport(ctx, g, s.store, run)
+		return finishDrill(ctx, rctx, g, s, run)
 	}
 	return nil
 }

@@ -81,13 +81,23 @@ func runRun(ctx context.Context, o RunOptions, g *globalOptions, runbookPath str
 	}
 	fmt.Fprintf(g.stdout, "takeover %s: complete — %s is served by %s\n", run, s.rb.Name, s.rb.Spare.Server)
 	if mode == runbooks.ModeDrill {
+		return finishDrill(ctx, rctx, g, s, run)
+	}
+	return nil
+}
+
+// finishDrill fails a completed drill back (unless the runbook says
+// modes.drill.failback: false) and prints its report.
+func finishDrill(ctx, rctx context.Context, g *globalOptions, s *session, run string) error {
+	if s.rb.Modes.Drill.Failback {
 		fmt.Fprintf(g.stdout, "takeover %s: drill: failing back\n", run)
 		if err := s.runner.Rollback(rctx, run, s.plan, s.env); err != nil {
 			return finish(rctx, run, "failback", err)
 		}
-		return printReport(ctx, g, s.store, run)
+	} else {
+		fmt.Fprintf(g.stdout, "takeover %s: drill: no automatic failback (modes.drill.failback: false); run \"takeover failback %s\" when done\n", run, run)
 	}
-	return nil
+	return printReport(ctx, g, s.store, run, s.rb.TargetRTO.Duration)
 }
 
 // unfinishedRunError refuses a new run while an unfinished run holds (held)
