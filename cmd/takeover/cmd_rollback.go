@@ -20,11 +20,12 @@ func newRollbackCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rollback RUN",
 		Short: "Undo an unfinished run, newest step first",
-		Long: `Rollback undoes what a run did, in reverse order: steps cut off mid-way first,
-then completed steps from the last one. For a takeover that means: stop the
-services on the spare, unmount and detach the disks, stop the exports, move the
-IPs back, set the netboot back to disk and reboot the primary into its own OS.
-Each undo is journalled; if one fails, fix the cause and run rollback again.
+		Long: `Rollback undoes what a run did, newest step first: steps cut off mid-way
+first, then completed steps from the last one back. For a takeover cut off
+after its IP moves that means: move the IPs back, stop the services on the
+spare, unmount and detach the disks, stop the exports, set the netboot back to
+disk and reboot the primary into its own OS. Each undo is journalled; if one
+fails, fix the cause and run rollback again: it goes on from there.
 ` + exitStatusHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -44,9 +45,10 @@ func newFailbackCommand(g *globalOptions) *cobra.Command {
 		Long: `Failback is the mirror of a completed takeover, once the primary is repaired:
 move the IPs back, stop the services on the spare, unmount and detach the
 disks, stop the exports, set the netboot back to disk, reboot the primary into
-its own OS and wait until it answers. The spare wrote to the primary's own
-disks over the network, so nothing has to be copied back (a planned run with
-data.copy is the exception: copy the data back first).
+its own OS and (when the runbook gives primary.ssh) wait until it answers.
+The spare wrote to the primary's own disks over the network, so nothing has to
+be copied back (a planned run with data.copy is the exception: copy the data
+back first).
 ` + exitStatusHelp,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -33,7 +33,7 @@ its position and a hint. Exits 0 when all files are valid, 2 otherwise.
 				fmt.Fprintf(g.stdout, "%s: ok (runbook %s: %s → %s)\n", f, rb.Name, rb.Primary.Server, rb.Spare.Server)
 			}
 			if bad > 0 {
-				return &usageError{fmt.Errorf("%d of %d runbook file(s) invalid", bad, len(args))}
+				return withHint(&usageError{fmt.Errorf("%d of %d runbook file(s) invalid", bad, len(args))}, "runbooks/README.md documents every key")
 			}
 			return nil
 		},
@@ -59,8 +59,8 @@ its position and a hint. Exits 0 when all files are valid, 2 otherwise.
 				if s.Err != nil {
 					invalid++
 					var list runbooks.ErrorList
-					if errors.As(s.Err, &list) {
-						status = fmt.Sprintf("INVALID (%d problem(s))", len(list))
+					if errors.As(s.Err, &list) && len(list) > 0 {
+						status = fmt.Sprintf("INVALID (%d problem(s)): %s", len(list), list[0].Error())
 					} else {
 						status = "INVALID: " + s.Err.Error()
 					}
@@ -69,7 +69,7 @@ its position and a hint. Exits 0 when all files are valid, 2 otherwise.
 			}
 			tw.Flush()
 			if invalid > 0 {
-				fmt.Fprintf(g.stdout, "%d invalid: \"takeover runbook validate FILE\" shows why\n", invalid)
+				return withHint(fmt.Errorf("%d of %d runbook(s) in %s invalid", invalid, len(sums), dir), `"takeover runbook validate FILE" lists every problem of a file`)
 			}
 			return nil
 		},

@@ -110,7 +110,10 @@ func report(w io.Writer, err error) int {
 	switch {
 	case errors.As(err, &ue):
 		code = exitUsage
-		hints = append(hints, `run "takeover help" or "takeover COMMAND --help"`)
+		var h *hinted
+		if !errors.As(err, &h) { // a specific hint beats the generic one
+			hints = append(hints, `run "takeover help" or "takeover COMMAND --help"`)
+		}
 	case errors.As(err, &unfinished):
 		code = exitLocked
 		u := unfinished.header.Run
