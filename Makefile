@@ -8,7 +8,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 RACE_PKGS   := ./state/... ./steps ./provider ./provider/ovh ./provider/sim
 export CGO_ENABLED ?= 0
 
-.PHONY: all build deps test lint unit race bench demo lab-down test-acc clean
+.PHONY: all build deps test lint unit race bench demo demo-check lab-down test-acc clean
 
 all: build
 
@@ -33,7 +33,11 @@ race:
 	CGO_ENABLED=1 TAKEOVER_TEST_DISALLOW_SKIP=$${TAKEOVER_TEST_DISALLOW_SKIP:-$$([ "$$(id -u)" = 0 ] && echo 1 || echo 0)} \
 		$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
 
-test: deps lint build unit race
+# As root the demo runs too: `make demo` passing is part of the tests.
+test: deps lint build unit demo-check race
+
+demo-check: build
+	@if [ "$$(id -u)" = 0 ]; then scripts/demo.sh; else echo "make: not root: skipping the demo"; fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
