@@ -27,6 +27,9 @@ cleanup() {
   [ -n "$WATCH_PID" ] && kill "$WATCH_PID" 2>/dev/null || true
   say "lab down"
   "$BIN" lab down || rc=1
+  # nothing of the takeover may stay behind on this machine either: loop
+  # devices over nbdfuse files show "/disk" as their backing file
+  if losetup -a | grep -q '(/disk)'; then echo "demo: loop devices left behind:"; losetup -a | grep '(/disk)'; rc=1; fi
   rm -rf "$STATE"
   [ $rc = 0 ] && printf '\ndemo: OK\n' || printf '\ndemo: FAILED (exit %d)\n' "$rc"
   exit $rc

@@ -400,6 +400,9 @@ func (importStep) Do(ctx context.Context, e *Env) error {
 		if d.FSType != "" {
 			fstype = "-t " + shq(d.FSType) + " "
 		}
+		if mode == runbooks.AttachFUSE {
+			fstype += "-o loop "
+		}
 		if _, err := c.Run(ctx, "mkdir -p "+shq(d.Mount)+" && mount "+fstype+shq(dev)+" "+shq(d.Mount), nil); err != nil {
 			return fmt.Errorf("mount %s (%s) on %s: %w", d.Name, dev, d.Mount, err)
 		}
@@ -411,7 +414,8 @@ func (importStep) Do(ctx context.Context, e *Env) error {
 	return nil
 }
 
-// attach makes disk i's export a block device on the spare and returns it.
+// attach makes disk i's export available on the spare and returns what to
+// check and mount: a /dev/nbdN device, or the nbdfuse file (mounted -o loop).
 func attach(ctx context.Context, e *Env, c *remote.Client, mode string, i int, d runbooks.Disk) (string, error) {
 	rb := e.Runbook
 	host, port := rb.Primary.PrivateAddress.String(), nbdPort(rb, i)
@@ -451,19 +455,13 @@ if ! { %[2]s; }; then
   setsid nbdfuse -P %[1]s/nbdfuse.pid %[3]s %[4]s </dev/null >%[1]s/nbdfuse.log 2>&1 &
   for i in $(seq 100); do [ -s %[3]s ] && break; sleep 0.1; done
 fi
-[ -s %[3]s ] || { cat %[1]s/nbdfuse.log >&2; exit 1; }
-l=$(losetup -j %[3]s | cut -d: -f1 | head -n1)
-[ -n "$l" ] || l=$(losetup -f --show %[3]s)
-echo "$l"`, dir, pidAlive(dir+"/nbdfuse.pid", "nbdfuse"), file, uri)
-	res, err := c.Run(ctx, start, nil)
-	if err != nil {
+[ -s %[3]s ] || { cat %[1]s/nbdfuse.log >&2; exit 1; }`, dir, pidAlive(dir+"/nbdfuse.pid", "nbdfuse"), file, uri)
+	if _, err := c.Run(ctx, start, nil); err != nil {
 		return "", fmt.Errorf("attach %s with nbdfuse from %s: %w", d.Name, uri, err)
 	}
-	dev := strings.TrimSpace(string(res.Stdout))
-	if !strings.HasPrefix(dev, "/dev/loop") {
-		return "", fmt.Errorf("attach %s: unexpected loop device %q", d.Name, dev)
-	}
-	return dev, nil
+	// the file is checked as it is and mounted with -o loop: the loop
+	// device is set to clear itself when unmounted, so none is left behind
+	return file, nil
 }
 
 func (importStep) Undo(ctx context.Context, e *Env) error {
@@ -477,9 +475,15 @@ func (importStep) Undo(ctx context.Context, e *Env) error {
 	for _, d := range e.Runbook.Data.Disks {
 		d = mountFor(e, d)
 		dir := importDir(d)
+		// The loop device under the mount is found from the mount itself: a
+		// loop over a FUSE file records the path inside the FUSE mount
+		// ("/disk"), so losetup -j on the full path would not find it.
 		cmd := fmt.Sprintf(`set -e
-if %[1]s; then umount %[2]s; fi
-if [ -e %[3]s/fuse/disk ]; then for l in $(losetup -j %[3]s/fuse/disk | cut -d: -f1); do losetup -d "$l"; done; fi
+if %[1]s; then
+  src=$(findmnt -n -o SOURCE --mountpoint %[2]s || true)
+  umount %[2]s
+  case "$src" in /dev/loop*) if losetup "$src" >/dev/null 2>&1; then losetup -d "$src" || true; fi;; esac
+fi
 # a detached loop device lets go of its file asynchronously: retry while busy
 if grep -qs ' %[3]s/fuse ' /proc/mounts; then for i in $(seq 50); do fusermount3 -u %[3]s/fuse 2>/dev/null && break; sleep 0.1; done; fi
 if grep -qs ' %[3]s/fuse ' /proc/mounts; then fusermount3 -u %[3]s/fuse; fi
