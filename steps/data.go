@@ -272,8 +272,10 @@ func (exportStep) Undo(ctx context.Context, e *Env) error {
 	}
 	for _, d := range e.Runbook.Data.Disks {
 		pidfile, comm := nbdPID(e.Runbook, d)
-		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do %s || break; sleep 0.1; done; fi; rm -f %s`,
-			pidAlive(pidfile, comm), procAlive, shq(pidfile))
+		base := rescueRunDir + "/nbd-" + d.Name
+		// the log stays for a post-mortem; the config and allowlist go
+		cmd := fmt.Sprintf(`if %s; then kill "$p"; for i in $(seq 50); do %s || break; sleep 0.1; done; fi; rm -f %s %s.conf %s.allow`,
+			pidAlive(pidfile, comm), procAlive, shq(pidfile), base, base)
 		if _, err := c.Run(ctx, cmd, nil); err != nil {
 			return fmt.Errorf("stop export of %s: %w", d.Name, err)
 		}
