@@ -36,3 +36,27 @@ func TestDrill(t *testing.T) {
 	}
 	w.tearDown()
 }
+
+// TestPlanned runs the lab runbook in planned mode: the services are
+// stopped gracefully on the healthy primary before the fence; the takeover
+// completes, and fails back.
+func TestPlanned(t *testing.T) {
+	needE2E(t)
+	w := newWorld(t, "")
+	w.clientRead()
+	r := w.mustCLI(append([]string{"run", w.rb, "--mode", "planned", "--run-id", "e2e-planned"}, w.driveFlags()...)...)
+	out := r.stdout.String()
+	stop := strings.Index(out, "done     stop-primary-services")
+	fence := strings.Index(out, "start    fence")
+	if stop < 0 || fence < 0 || stop > fence {
+		t.Errorf("the primary's services were not stopped before the fence:\n%s", out)
+	}
+	w.checkCounters(1, 1)
+	w.checkRouted(w.cfg.Spare.Server)
+	w.clientRead() // through the failover IP, from the spare
+	w.mustCLI(append([]string{"failback", "e2e-planned"}, w.driveFlags()...)...)
+	w.checkCounters(2, 2)
+	w.checkRouted(w.cfg.Primary.Server)
+	w.clientRead()
+	w.tearDown()
+}
