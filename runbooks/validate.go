@@ -356,6 +356,10 @@ func (v *validator) data() {
 	}
 	if d.Copy.Enabled {
 		v.required("data.copy.target", "a directory on the spare's own disks")
+		if d.Transport == TransportNFS {
+			v.errf("data.copy.enabled", "use transport nbd for a planned copy, or copy by hand from the NFS mount",
+				"the planned-mode copy works with transport nbd only (an NFS import is mounted in place)")
+		}
 	}
 	if v.present("data.copy.target") {
 		v.copyTarget()

@@ -292,14 +292,18 @@ type importStep struct{}
 
 func (importStep) Name() string { return StepImport }
 
-func importDir(d runbooks.Disk) string { return spareRunDir + "/import/" + d.Name }
+// importDir is where disk d of runbook rb is attached on the spare: keyed
+// by runbook too, since one spare may stand in for several primaries.
+func importDir(rb *runbooks.Runbook, d runbooks.Disk) string {
+	return spareRunDir + "/import/" + rb.Name + "/" + d.Name
+}
 
 // mountFor is where the import mounts disk d on the spare: its final mount
 // point, or a staging directory when planned mode copies the data to the
 // spare's own disks first.
 func mountFor(e *Env, d runbooks.Disk) runbooks.Disk {
 	if copies(e) {
-		d.Mount = importDir(d) + "/mnt"
+		d.Mount = importDir(e.Runbook, d) + "/mnt"
 	}
 	return d
 }
@@ -421,7 +425,7 @@ func (importStep) Do(ctx context.Context, e *Env) error {
 func attach(ctx context.Context, e *Env, c *remote.Client, mode string, i int, d runbooks.Disk) (string, error) {
 	rb := e.Runbook
 	host, port := rb.Primary.PrivateAddress.String(), nbdPort(rb, i)
-	dir := importDir(d)
+	dir := importDir(e.Runbook, d)
 	if mode == runbooks.AttachKernel {
 		// The device this run attached is journalled before it is connected;
 		// a resumed run reuses it. Otherwise take a free one: never one that
@@ -476,15 +480,12 @@ func (importStep) Undo(ctx context.Context, e *Env) error {
 	}
 	for _, d := range e.Runbook.Data.Disks {
 		d = mountFor(e, d)
-		dir := importDir(d)
-		// The loop device under the mount is found from the mount itself: a
-		// loop over a FUSE file records the path inside the FUSE mount
-		// ("/disk"), so losetup -j on the full path would not find it.
+		dir := importDir(e.Runbook, d)
+		// The loop device under a FUSE import was set up by mount -o loop
+		// and clears itself on umount.
 		cmd := fmt.Sprintf(`set -e
 if %[1]s; then
-  src=$(findmnt -n -o SOURCE --mountpoint %[2]s || true)
   umount %[2]s
-  case "$src" in /dev/loop*) if losetup "$src" >/dev/null 2>&1; then losetup -d "$src" || true; fi;; esac
 fi
 # a detached loop device lets go of its file asynchronously: retry while busy
 if grep -qs ' %[3]s/fuse ' /proc/mounts; then for i in $(seq 50); do fusermount3 -u %[3]s/fuse 2>/dev/null && break; sleep 0.1; done; fi

@@ -362,7 +362,7 @@ func (fenceStep) Undo(ctx context.Context, e *Env) error {
 		}
 	}
 	// A reboot whose reply was lost counts: look for its task too.
-	if _, rebooted, err := e.inflight(ctx, "reboot", provider.ScopeServer, string(id), "hardReboot"); err != nil {
+	if _, rebooted, err := e.settle(ctx, "reboot", provider.ScopeServer, string(id), "hardReboot"); err != nil {
 		return err
 	} else if !rebooted {
 		return nil // never rebooted: nothing more to undo
@@ -456,6 +456,17 @@ func rescueForUndo(ctx context.Context, e *Env) (*remote.Client, error) {
 		e.Log.Warn().Err(err).Msg("the rescue system rebooted since it was confirmed: what this run started there is gone with that boot")
 		e.Printf("          the rescue system rebooted since it was confirmed: nothing of this run left there")
 		return nil, ErrNoUndo
+	}
+	if err != nil {
+		// Unreachable: the fence's own undo reboots the primary, which ends
+		// whatever this run started on the rescue system; do not let the
+		// rollback be stuck before it gets there.
+		var ref provider.TaskRef
+		if ok, _ := e.Load(StepFence, "reboot.task", &ref); ok && ref.ID != 0 {
+			e.Log.Warn().Err(err).Msg("rescue system unreachable: its exports and arrays end with the reboot the fence's undo makes")
+			e.Printf("          rescue system unreachable (%v): left to the reboot that undoes the fence", err)
+			return nil, ErrNoUndo
+		}
 	}
 	return c, err
 }

@@ -22,24 +22,9 @@ import (
 // for unknownGrace (task lists lag behind) before the call is made again.
 func (e *Env) issueOnce(ctx context.Context, key string, scope provider.TaskScope, owner, function string,
 	call func(ctx context.Context) (provider.TaskRef, error)) (provider.TaskRef, error) {
-	ref, found, err := e.inflight(ctx, key, scope, owner, function)
+	ref, found, err := e.settle(ctx, key, scope, owner, function)
 	if err != nil || found {
 		return ref, err
-	}
-	var unknownAt time.Time
-	if ok, err := e.Load("", key+".unknownAt", &unknownAt); err != nil {
-		return ref, err
-	} else if ok && !unknownAt.IsZero() {
-		for e.Clock().Sub(unknownAt) < unknownGrace {
-			select {
-			case <-ctx.Done():
-				return ref, ctx.Err()
-			case <-time.After(2 * time.Second):
-			}
-			if ref, found, err = e.inflight(ctx, key, scope, owner, function); err != nil || found {
-				return ref, err
-			}
-		}
 	}
 	refs, err := e.Provider.Tasks(ctx, scope, owner, function)
 	if err != nil {
@@ -55,9 +40,18 @@ func (e *Env) issueOnce(ctx context.Context, key string, scope provider.TaskScop
 	if err := ctx.Err(); err != nil {
 		return ref, err
 	}
+	// From here on a crash leaves the call's outcome unknown: a resumed
+	// run gives the task list unknownGrace to show it before calling again.
+	if err := e.Save(ctx, key+".callAt", e.Clock().UTC()); err != nil {
+		return ref, err
+	}
 	ref, err = call(ctx)
-	if errors.Is(err, provider.ErrUnknownOutcome) {
+	switch {
+	case errors.Is(err, provider.ErrUnknownOutcome):
 		_ = e.Save(ctx, key+".unknownAt", e.Clock().UTC())
+	case err != nil:
+		// a definitive refusal (busy, not found, auth): nothing to wait for
+		_ = e.Save(ctx, key+".callAt", time.Time{})
 	}
 	if err != nil {
 		return ref, err
@@ -69,6 +63,38 @@ func (e *Env) issueOnce(ctx context.Context, key string, scope provider.TaskScop
 		return ref, err
 	}
 	return ref, nil
+}
+
+// settle is inflight that, when a call may have reached the provider
+// without its task showing yet (its outcome was unknown, or the process
+// died right after making it), watches the task list for up to
+// unknownGrace after that call before concluding there is no task.
+func (e *Env) settle(ctx context.Context, key string, scope provider.TaskScope, owner, function string) (provider.TaskRef, bool, error) {
+	ref, found, err := e.inflight(ctx, key, scope, owner, function)
+	if err != nil || found {
+		return ref, found, err
+	}
+	var last time.Time
+	for _, k := range []string{".unknownAt", ".callAt"} {
+		var t time.Time
+		if _, err := e.Load("", key+k, &t); err != nil {
+			return ref, false, err
+		}
+		if t.After(last) {
+			last = t
+		}
+	}
+	for !last.IsZero() && e.Clock().Sub(last) < unknownGrace {
+		select {
+		case <-ctx.Done():
+			return ref, false, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+		if ref, found, err = e.inflight(ctx, key, scope, owner, function); err != nil || found {
+			return ref, found, err
+		}
+	}
+	return provider.TaskRef{}, false, nil
 }
 
 // unknownGrace is how long a task list is watched, after a call whose
@@ -125,8 +151,10 @@ func (e *Env) forget(ctx context.Context, key string) error {
 			return err
 		}
 	}
-	if err := e.Save(ctx, key+".unknownAt", time.Time{}); err != nil {
-		return err
+	for _, k := range []string{".unknownAt", ".callAt"} {
+		if err := e.Save(ctx, key+k, time.Time{}); err != nil {
+			return err
+		}
 	}
 	return e.Save(ctx, key+".task", provider.TaskRef{})
 }

@@ -396,6 +396,13 @@ func (r *Runner) Rollback(ctx context.Context, run string, plan Plan, env *Env) 
 		} else {
 			v = v2
 		}
+		var names []string
+		for _, n := range plan.Nodes {
+			names = append(names, n.Step.Name())
+		}
+		if !slices.Equal(names, v.Header.Steps) {
+			return fmt.Errorf("run %s: the plan no longer matches the journal (journal steps: %v; plan steps: %v): the runbook changed since the run; fail back with the original (--runbook FILE)", run, v.Header.Steps, names)
+		}
 	}
 	j := r.newJournal(run, v)
 	renv := *env

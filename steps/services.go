@@ -291,7 +291,7 @@ func moveIP(ctx context.Context, e *Env, ip netip.Prefix, key string, to provide
 // (the orchestrator died while it ran) is waited for first: reading the
 // route before it lands would leave the IP on the spare afterwards.
 func (s moveIPStep) Undo(ctx context.Context, e *Env) error {
-	inflight, found, err := e.inflight(ctx, "move", provider.ScopeIP, s.ip.String(), "genericMoveFloatingIp")
+	inflight, found, err := e.settle(ctx, "move", provider.ScopeIP, s.ip.String(), "genericMoveFloatingIp")
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,8 @@ import (
 // RollbackOptions are the flags of "takeover rollback" and "takeover failback".
 type RollbackOptions struct {
 	driveOptions
-	Runbook string
+	Runbook            string
+	DiscardSpareWrites bool
 }
 
 func newRollbackCommand(g *globalOptions) *cobra.Command {
@@ -57,6 +58,7 @@ back first).
 	}
 	o.driveOptions.addFlags(cmd)
 	cmd.Flags().StringVar(&o.Runbook, "runbook", "", "read the runbook from this file instead of the path journalled at start")
+	cmd.Flags().BoolVar(&o.DiscardSpareWrites, "discard-spare-writes", false, "fail back a planned run with data.copy although what the spare wrote to its own disks stays there")
 	return cmd
 }
 
@@ -66,6 +68,45 @@ func runRollback(ctx context.Context, o RollbackOptions, g *globalOptions, run s
 		return err
 	}
 	defer s.close()
+	if err := checkUndoable(v, run, failback, o.DiscardSpareWrites); err != nil {
+		return err
+	}
+	op := map[bool]string{true: "failback", false: "rollback"}[failback]
+	rctx, err := s.lock(ctx, run, op)
+	if err != nil {
+		return err
+	}
+	// Read again under the lock: another operator's resume may have
+	// completed the run meanwhile, and a rollback must not become a failback.
+	if v, err = steps.LoadRun(ctx, s.store, run); err != nil {
+		return err
+	}
+	if err := checkUndoable(v, run, failback, o.DiscardSpareWrites); err != nil {
+		return err
+	}
+	verb := "rolling back"
+	if failback {
+		verb = "failing back"
+	}
+	fmt.Fprintf(g.stdout, "takeover %s: %s (runbook %s)\n", run, verb, v.Header.Runbook)
+	if err := s.runner.Rollback(rctx, run, s.plan, s.env); err != nil {
+		if errors.Is(err, steps.ErrRunFinished) {
+			return err
+		}
+		return finish(rctx, run, op, err)
+	}
+	fmt.Fprintf(g.stdout, "takeover %s: rolled back — %s is served by %s again\n", run, s.rb.Name, s.rb.Primary.Server)
+	return nil
+}
+
+// checkUndoable refuses a failback of an unfinished run, a rollback of a
+// completed one, and a failback that would throw away what the spare wrote
+// to its own disks (planned mode with data.copy).
+func checkUndoable(v *steps.RunView, run string, failback, discardSpareWrites bool) error {
+	if failback && v.Outcome == steps.OutcomeComplete && v.Step(steps.StepCopy).State == steps.StateDone && !discardSpareWrites {
+		return withHint(fmt.Errorf("run %s copied the data to the spare's own disks (data.copy): what was written there since is not on the primary, and a failback would leave it behind", run),
+			"copy the data back to the primary first (its disks hold the state from before the copy), then run failback with --discard-spare-writes")
+	}
 	switch {
 	case failback && v.Outcome != steps.OutcomeComplete:
 		outcome := v.Outcome
@@ -78,21 +119,5 @@ func runRollback(ctx context.Context, o RollbackOptions, g *globalOptions, run s
 		return withHint(fmt.Errorf("run %s completed: the takeover stands", run),
 			fmt.Sprintf("to give the service back to the repaired primary, run \"takeover failback %s\"", run))
 	}
-	rctx, err := s.lock(ctx, run, map[bool]string{true: "failback", false: "rollback"}[failback])
-	if err != nil {
-		return err
-	}
-	verb := "rolling back"
-	if failback {
-		verb = "failing back"
-	}
-	fmt.Fprintf(g.stdout, "takeover %s: %s (runbook %s)\n", run, verb, v.Header.Runbook)
-	if err := s.runner.Rollback(rctx, run, s.plan, s.env); err != nil {
-		if errors.Is(err, steps.ErrRunFinished) {
-			return err
-		}
-		return finish(rctx, run, map[bool]string{true: "failback", false: "rollback"}[failback], err)
-	}
-	fmt.Fprintf(g.stdout, "takeover %s: rolled back — %s is served by %s again\n", run, s.rb.Name, s.rb.Primary.Server)
 	return nil
 }
