@@ -13,7 +13,8 @@ pkgs=(
   fuse3 e2fsprogs util-linux iproute2      # nbdfuse mounts, mkfs.ext4/e2fsck/debugfs, losetup, ip netns
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils   # NFS export and the user-space NFS client
   etcd-server etcd-client                  # team state store tests
-  busybox-static curl procps psmisc ca-certificates make git
+  busybox-static curl procps psmisc ca-certificates make git bc
+  gcc libc6-dev                            # cgo for go test -race
 )
 if [ "${1:-}" = "--tier2" ]; then
   pkgs+=(qemu-system-x86 nbd-client mdadm lvm2 cpio)

@@ -143,7 +143,7 @@ func startLab(t *testing.T) *labEnv {
 // them) and the runtime files under /run/takeover.
 func removeHostDebris(t *testing.T) {
 	t.Helper()
-	dir := "/run/takeover/import/" + diskName
+	dir := "/run/takeover/import/tks/" + diskName // runbook "tks"
 	fuseFile := dir + "/fuse/disk"
 	if out, err := exec.Command("losetup", "-j", fuseFile).Output(); err == nil {
 		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -76,6 +76,13 @@ Subsystem sftp internal-sftp
 const sshdScript = `set -e
 echo "$1" > /proc/sys/kernel/hostname
 if [ -n "$3" ]; then
+  # This private mount namespace starts as a copy of every mount on the
+  # host, other labs' and tests' loop, FUSE and netns mounts included; a
+  # copy would keep their loop devices and FUSE files busy after they
+  # unmount. Drop them: this "machine" owns none of them.
+  awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { fs = $(i+1); src = $(i+2); break }
+         if (fs ~ /^fuse/ || src ~ /^\/dev\/loop/ || fs == "nsfs") print $5 }' /proc/self/mountinfo |
+    sort -r | while read -r m; do umount -l "$(printf '%b' "$m")" 2>/dev/null || true; done
   mount --bind "$3" /proc/cmdline
   mount --bind "$4" /proc/sys/kernel/random/boot_id
   mount --bind "$(dirname "$3")/uptime" /proc/uptime
