@@ -29,6 +29,17 @@ type disksStep struct{}
 
 func (disksStep) Name() string { return StepDisks }
 
+// rescueDevices returns the pinned rescue connection and the devices the
+// disks step mapped to the runbook's disks.
+func rescueDevices(ctx context.Context, e *Env) (*remote.Client, map[string]string, error) {
+	c, err := rescueClient(ctx, e)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := deviceMap(e)
+	return c, m, err
+}
+
 func deviceMap(e *Env) (map[string]string, error) {
 	m := map[string]string{}
 	_, err := e.Load(StepDisks, "devices", &m)
@@ -196,11 +207,7 @@ func (exportStep) Do(ctx context.Context, e *Env) error {
 	if e.Runbook.Data.Transport == runbooks.TransportNFS {
 		return nfsExportDo(ctx, e)
 	}
-	c, err := rescueClient(ctx, e)
-	if err != nil {
-		return err
-	}
-	m, err := deviceMap(e)
+	c, m, err := rescueDevices(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -336,10 +343,7 @@ func (importStep) Check(ctx context.Context, e *Env) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if e.Runbook.Data.Transport == runbooks.TransportNFS {
-		return nfsImportCheck(ctx, e, c)
-	}
-	for _, d := range e.Runbook.Data.Disks {
+	for _, d := range e.Runbook.Data.Disks { // NBD and NFS alike: mounted, with the expected paths
 		if copies(e) && e.StepDone(StepCopy) {
 			continue // copied and detached: the import's job is over
 		}

@@ -83,11 +83,7 @@ func nfsExportCheck(ctx context.Context, e *Env) (bool, error) {
 }
 
 func nfsExportDo(ctx context.Context, e *Env) error {
-	c, err := rescueClient(ctx, e)
-	if err != nil {
-		return err
-	}
-	m, err := deviceMap(e)
+	c, m, err := rescueDevices(ctx, e)
 	if err != nil {
 		return err
 	}
@@ -157,15 +153,6 @@ func nfsSource(rb *runbooks.Runbook, d runbooks.Disk) string {
 		return rb.Primary.PrivateAddress.String() + ":/" + d.Name
 	}
 	return rb.Primary.PrivateAddress.String() + ":" + nfsRoot(d)
-}
-
-func nfsImportCheck(ctx context.Context, e *Env, c *remote.Client) (bool, error) {
-	for _, d := range e.Runbook.Data.Disks {
-		if _, err := c.Run(ctx, mountedCmd(d.Mount)+" && "+expectCmd(d), nil); err != nil {
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 func nfsImportDo(ctx context.Context, e *Env, c *remote.Client) error {

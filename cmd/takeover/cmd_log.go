@@ -43,11 +43,7 @@ func runLog(ctx context.Context, o LogOptions, g *globalOptions, run string) err
 	default:
 		return usagef("--output %q: want text, json or md", o.Output)
 	}
-	log, err := g.logger()
-	if err != nil {
-		return err
-	}
-	st, err := g.openStore(ctx, log)
+	st, err := g.store(ctx)
 	if err != nil {
 		return err
 	}

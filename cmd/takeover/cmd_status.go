@@ -81,11 +81,7 @@ func runStatus(ctx context.Context, o StatusOptions, g *globalOptions, run strin
 	if o.Output != "text" && o.Output != "json" {
 		return usagef("--output %q: want text or json", o.Output)
 	}
-	log, err := g.logger()
-	if err != nil {
-		return err
-	}
-	st, err := g.openStore(ctx, log)
+	st, err := g.store(ctx)
 	if err != nil {
 		return err
 	}

@@ -34,11 +34,7 @@ two orchestrators on one server is how split brain starts. Asks for a typed
 }
 
 func runUnlock(ctx context.Context, o UnlockOptions, g *globalOptions, id string) error {
-	log, err := g.logger()
-	if err != nil {
-		return err
-	}
-	st, err := g.openStore(ctx, log)
+	st, err := g.store(ctx)
 	if err != nil {
 		return err
 	}

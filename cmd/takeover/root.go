@@ -103,6 +103,16 @@ func (g *globalOptions) openStore(ctx context.Context, log zerolog.Logger) (stat
 	}
 }
 
+// store opens the state store of --state for a command that only reads or
+// edits it (status, log, unlock), with the diagnostic logger of the flags.
+func (g *globalOptions) store(ctx context.Context) (state.Store, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, err
+	}
+	return g.openStore(ctx, log)
+}
+
 func newRootCommand(g *globalOptions) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "takeover",
