@@ -98,6 +98,9 @@ func (w *world) resumeAndFailBack(run string, watch *watcher) {
 	w.t.Helper()
 	w.mustCLI(append([]string{"resume", run}, w.driveFlags()...)...)
 	w.t.Logf("client during run, kill and resume: %s", watch.stop())
+	if len(watch.outs) == 0 && !watch.open {
+		w.t.Errorf("the client saw no outage although the primary was fenced")
+	}
 	w.checkRouted(w.cfg.Spare.Server)
 	if p := w.primary(); p != lab.PersonalityRescue {
 		w.t.Errorf("primary is %q after the takeover, want %s (fenced)", p, lab.PersonalityRescue)
@@ -109,6 +112,9 @@ func (w *world) resumeAndFailBack(run string, watch *watcher) {
 	watch = w.watchClient()
 	w.mustCLI(append([]string{"failback", run}, w.driveFlags()...)...)
 	w.t.Logf("client during failback: %s", watch.stop())
+	if len(watch.outs) == 0 && !watch.open {
+		w.t.Errorf("the client saw no outage although the failback rebooted the primary")
+	}
 	w.checkRouted(w.cfg.Primary.Server)
 	if p := w.primary(); p != lab.PersonalityNormal {
 		w.t.Errorf("primary is %q after failback, want %s", p, lab.PersonalityNormal)
